@@ -41,15 +41,20 @@ class PredictionTable:
     source: str | None = None
 
     def __post_init__(self):
+        where = self.source or "prediction table"
         if len(self.ids) != len(self.labels):
-            raise PredictionError(f"{self.ids and 'table'}: {len(self.ids)} ids but {len(self.labels)} labels")
+            raise PredictionError(f"{where}: {len(self.ids)} ids but {len(self.labels)} labels")
+        if len(set(self.ids)) != len(self.ids):
+            seen: set[str] = set()
+            repeated = sorted({i for i in self.ids if i in seen or seen.add(i)})
+            raise PredictionError(f"{where}: repeated id(s) {', '.join(repeated[:5])}")
         if self.probs is not None:
             self.probs = np.asarray(self.probs, dtype=np.float64)
             if self.label_set is None:
-                raise PredictionError("a table with probabilities needs its label set")
+                raise PredictionError(f"{where}: a table with probabilities needs its label set")
             if self.probs.shape != (len(self.ids), len(self.label_set)):
                 raise PredictionError(
-                    f"probabilities have shape {self.probs.shape}, expected {(len(self.ids), len(self.label_set))}"
+                    f"{where}: probabilities have shape {self.probs.shape}, expected {(len(self.ids), len(self.label_set))}"
                 )
 
     def __len__(self) -> int:
@@ -92,7 +97,7 @@ def read_predictions(path: str | Path) -> PredictionTable:
     path = Path(path)
     if not path.is_file():
         raise PredictionError(f"{path}: prediction table not found")
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)

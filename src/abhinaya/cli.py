@@ -1,0 +1,242 @@
+"""The ``abhinaya`` command line: one entry point, each subcommand a thin call
+into the library. Errors in the user's input are printed as one line naming
+the file and the problem (``--debug`` shows the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+# Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
+# name -> (what it will do, the part of the system it belongs to).
+NOT_BUILT: dict[str, tuple[str, str]] = {
+    "transcribe": ("fill the text field of a manifest with Whisper transcripts", "the transcripts and text members (T1, T2)"),
+    "train": ("train a member from a recipe into a run folder", "the speech-encoder member S1 and the shared training loop"),
+    "predict": ("predict with a trained run folder", "the speech-encoder member S1 and the shared training loop"),
+    "run": ("run every stage of a recipe, cached and resumable", "the recipe runner (after the members exist)"),
+    "serve": ("serve trained run folders over HTTP", "the inference service (after the members exist)"),
+}
+
+
+class CLIError(Exception):
+    """A user error reported as one line, exit status 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else []
+
+
+# ----------------------------------------------------------------------------- prepare
+def cmd_prepare(args) -> int:
+    from .corpora import PrepareError, prepare_corpus, summarize
+
+    options = {"dev_speakers": _split_list(args.dev_speakers), "test_speakers": _split_list(args.test_speakers)}
+    if args.split:
+        options["split"] = args.split
+    if args.check:
+        options["check"] = args.check
+    if args.keep_unlabelled:
+        options["keep_unlabelled"] = True
+    try:
+        result = prepare_corpus(args.corpus, args.src, args.output, strict=args.strict, **options)
+    except PrepareError as err:
+        raise CLIError(str(err)) from None
+    for problem in result.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(summarize(result))
+    print(f"wrote {len(result.utterances)} utterances to {args.output}")
+    if result.problems:
+        print(f"{len(result.problems)} file(s) had problems and were left out (listed above)", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_predictions
+    from .manifest import read_manifest
+    from .plots import plot_confusion_matrix
+    from .predictions import read_predictions
+
+    table = read_predictions(args.predictions)
+    utterances = read_manifest(args.manifest)
+    report = evaluate_predictions(table, utterances, split=args.split)
+    plot_path = Path(args.plot) if args.plot else Path(args.predictions).with_suffix(".confusion.png")
+    plot_confusion_matrix(report["confusion_matrix"], report["labels"], plot_path, title=Path(args.predictions).name)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    print(f"confusion matrix: {plot_path}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- ensemble
+def cmd_ensemble(args) -> int:
+    from .ensemble import combine
+    from .predictions import read_predictions, write_predictions
+
+    if len(args.predictions) < 2:
+        raise CLIError("an ensemble needs at least two prediction tables")
+    tables = [read_predictions(path) for path in args.predictions]
+    weights = None
+    if args.weights:
+        try:
+            weights = [float(w) for w in _split_list(args.weights)]
+        except ValueError:
+            raise CLIError(f"--weights must be comma-separated numbers, got {args.weights!r}") from None
+    tiebreak = None
+    if args.tiebreak is not None:
+        tiebreak = args.tiebreak
+        if tiebreak.isdigit():
+            tiebreak = int(tiebreak)
+        else:
+            resolved = [i for i, path in enumerate(args.predictions) if Path(path).resolve() == Path(tiebreak).resolve()]
+            tiebreak = resolved[0] if resolved else tiebreak
+    result = combine(tables, args.method, weights=weights, tiebreak=tiebreak)
+    write_predictions(args.output, result, format=args.format)
+    print(f"wrote {len(result)} predictions ({args.method} of {len(tables)} tables) to {args.output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- models
+def cmd_models(args) -> int:
+    try:
+        from .models import registry
+    except ImportError as err:
+        raise CLIError(f"the model tools need the 'speech' extra: pip install 'abhinaya[speech]' ({err})") from None
+    if args.models_command == "list":
+        for name in registry.OFFLINE_MODELS:
+            print(name)
+        return 0
+    path = registry.prepare_offline_model(args.name, cache_dir=args.cache_dir, force=args.force)
+    print(f"{args.name}: {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from .demo import DEMO_CORPORA, run_demo
+
+    if args.data is None and args.corpus != "ravdess":
+        raise CLIError("--corpus selects the layout of --data; without --data the demo runs every miniature corpus")
+    if args.corpus not in DEMO_CORPORA:
+        raise CLIError(f"unknown corpus {args.corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
+    run_demo(data=args.data, corpus=args.corpus, workdir=args.workdir, keep=args.keep, progress=not args.no_progress)
+    return 0
+
+
+def cmd_not_built(args) -> int:
+    what, part = NOT_BUILT[args.command]
+    raise CLIError(f"'abhinaya {args.command}' will {what}; it belongs to {part}, which is not built yet", code=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .corpora import PREPARERS
+
+    parser = argparse.ArgumentParser(
+        prog="abhinaya",
+        description="Speech emotion recognition in naturalistic conditions (ABHINAYA-style ensembles).",
+    )
+    parser.add_argument("--version", action="version", version=f"abhinaya {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("prepare", help="write a JSONL manifest for a corpus")
+    p.add_argument("corpus", choices=sorted(PREPARERS), help="corpus layout")
+    p.add_argument("src", help="corpus folder (or csv file for meld / csv)")
+    p.add_argument("-o", "--output", required=True, help="manifest to write (.jsonl)")
+    p.add_argument("--split", help="put every utterance in this split (e.g. test)")
+    p.add_argument("--dev-speakers", help="comma-separated speakers to put in dev")
+    p.add_argument("--test-speakers", help="comma-separated speakers to put in test")
+    p.add_argument("--check", choices=["decode", "header", "none"], help="how audio files are checked")
+    p.add_argument("--keep-unlabelled", action="store_true", help="msp-podcast: keep O/X utterances with a null label")
+    p.add_argument("--strict", action="store_true", help="any problem is fatal (nothing is written)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("transcribe", help="fill the text field of a manifest with ASR transcripts [not built yet]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_built)
+
+    p = sub.add_parser("train", help="train a member from a recipe into a run folder [not built yet]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_built)
+
+    p = sub.add_parser("predict", help="predict with a trained run folder [not built yet]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_built)
+
+    p = sub.add_parser("ensemble", help="combine prediction tables by voting")
+    p.add_argument("predictions", nargs="+", help="prediction tables (CSV)")
+    p.add_argument("-o", "--output", required=True, help="output table")
+    p.add_argument("--method", default="majority", choices=["majority", "weighted", "soft"])
+    p.add_argument("--tiebreak", help="member that wins ties: one of the given tables (path or name) or its index")
+    p.add_argument("--weights", help="comma-separated member weights (weighted / soft)")
+    p.add_argument("--format", default="csv", choices=["csv", "msp"], help="msp: challenge submission file")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("evaluate", help="score predictions against a manifest (JSON + confusion-matrix PNG)")
+    p.add_argument("predictions", help="prediction table (CSV)")
+    p.add_argument("manifest", help="manifest with reference labels")
+    p.add_argument("--split", help="score this split; every labelled utterance of it must be predicted")
+    p.add_argument("--plot", help="confusion-matrix PNG (default: next to the predictions)")
+    p.add_argument("-o", "--output", help="also write the JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="run every stage of a recipe [not built yet]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_built)
+
+    p = sub.add_parser("serve", help="HTTP inference service [not built yet]")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_built)
+
+    p = sub.add_parser("models", help="assemble offline pretrained weights into the local model cache")
+    models_sub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    models_sub.required = True
+    m = models_sub.add_parser("prepare", help="assemble one model (e.g. whisper-base)")
+    m.add_argument("name")
+    m.add_argument("--cache-dir", help="model cache (default: $ABHINAYA_MODEL_CACHE or ~/.cache/abhinaya/models)")
+    m.add_argument("--force", action="store_true", help="rebuild even if present")
+    models_sub.add_parser("list", help="list the models that can be prepared")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on miniature corpora (or --data DIR)")
+    p.add_argument("--data", help="a real corpus folder instead of the miniature corpora")
+    p.add_argument("--corpus", default="ravdess", help="layout of --data (ravdess, emodb, msp-podcast, meld, csv)")
+    p.add_argument("--workdir", help="keep all outputs in this folder")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as err:
+        print(f"abhinaya {args.command}: error: {err}", file=sys.stderr)
+        return err.code
+    except (ValueError, OSError, KeyError) as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"abhinaya {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""``abhinaya demo``: the whole pipeline, end to end, on a miniature corpus.
+
+Without ``--data`` it writes miniature MSP-Podcast, RAVDESS, EmoDB and MELD
+corpora (``corpora.dummies``) into a temporary folder and runs every stage on
+them: preparing manifests, a speaker-independent split, the members, voting,
+the challenge submission file and evaluation. With ``--data DIR --corpus
+NAME`` the same stages run on a real corpus.
+
+Each stage is a function, so adding a member means adding one stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .baselines import ACOUSTIC_CLASSIFIERS, AcousticBaseline, FeatureCache, TextBaseline
+from .corpora import prepare_corpus, summarize
+from .corpora import dummies
+from .ensemble import combine
+from .evaluation import evaluate_predictions
+from .labels import CORPUS_LABEL_SETS, LabelSet
+from .manifest import Utterance, read_manifest, split_utterances, write_manifest
+from .metrics import format_metrics_table
+from .plots import plot_confusion_matrix
+from .predictions import write_predictions
+from .splits import apply_speaker_split, check_speaker_independence, holdout_speakers, sorted_speakers
+
+SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
+TEXT_CORPORA = ("meld",)
+DEMO_CORPORA = SPEECH_CORPORA + TEXT_CORPORA
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    reports: dict[str, dict] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _stage(log: Callable[[str], None], title: str):
+    log(f"\n== {title}")
+    return time.perf_counter()
+
+
+def _speaker_independent(utterances: list[Utterance], log) -> list[Utterance]:
+    """Keep official dev/test splits; otherwise hold out about a fifth of the
+    speakers for test and one speaker for dev."""
+    if any(u.split in ("dev", "test") for u in utterances):
+        return utterances
+    speakers = sorted_speakers(utterances)
+    if len(speakers) < 3:
+        raise ValueError(f"a speaker-independent split needs at least 3 speakers, the corpus has {len(speakers)}")
+    num_test = max(1, round(len(speakers) * 0.2))
+    dev, test = holdout_speakers(speakers, 1, num_test)
+    log(f"speakers: train {len(speakers) - 1 - num_test}, dev {dev}, test {test}")
+    split = apply_speaker_split(utterances, dev=dev, test=test)
+    check_speaker_independence(split)
+    return split
+
+
+def _speech_members(utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool) -> DemoResult:
+    result = DemoResult(outdir)
+    train = [u for u in split_utterances(utterances, "train") if u.label is not None]
+    evaluate_on = split_utterances(utterances, eval_split)
+    log(f"train {len(train)} utterances, evaluate on {eval_split} ({len(evaluate_on)})")
+    cache = FeatureCache(progress=progress)
+    tables = []
+    for classifier in ACOUSTIC_CLASSIFIERS:
+        name = f"mel-{classifier}"
+        model = AcousticBaseline(label_set, classifier, features=cache).fit(train)
+        table = model.predict(evaluate_on, name=name)
+        path = write_predictions(outdir / f"{name}.csv", table)
+        table.source = str(path)
+        tables.append(table)
+        result.files[name] = path
+        result.reports[name] = evaluate_predictions(table, utterances)
+    for problem in cache.errors:
+        log(f"skipped: {problem}")
+    vote = combine(tables, "majority", tiebreak=0)
+    result.files["vote"] = write_predictions(outdir / "vote.csv", vote)
+    result.reports["vote (majority)"] = evaluate_predictions(vote, utterances)
+    soft = combine(tables, "soft")
+    result.files["soft"] = write_predictions(outdir / "soft-vote.csv", soft)
+    result.reports["vote (soft)"] = evaluate_predictions(soft, utterances)
+    report = result.reports["vote (majority)"]
+    result.files["confusion"] = plot_confusion_matrix(
+        report["confusion_matrix"], report["labels"], outdir / "vote-confusion.png", title="majority vote"
+    )
+    return result
+
+
+def _text_members(utterances, label_set: LabelSet, outdir: Path, eval_split: str, log) -> DemoResult:
+    result = DemoResult(outdir)
+    train = [u for u in split_utterances(utterances, "train") if u.label is not None and u.text]
+    evaluate_on = [u for u in split_utterances(utterances, eval_split) if u.text]
+    log(f"train {len(train)} transcripts, evaluate on {eval_split} ({len(evaluate_on)})")
+    table = TextBaseline(label_set).fit(train).predict(evaluate_on)
+    result.files["tfidf-logreg"] = write_predictions(outdir / "tfidf-logreg.csv", table)
+    result.reports["tfidf-logreg"] = evaluate_predictions(table, utterances)
+    return result
+
+
+def _label_set(corpus: str, utterances: list[Utterance]) -> LabelSet:
+    order = list(CORPUS_LABEL_SETS[corpus]) if corpus in CORPUS_LABEL_SETS else None
+    return LabelSet.from_labels([u.label for u in utterances], order=order)
+
+
+def run_corpus(corpus: str, src: Path, workdir: Path, log=print, progress: bool = True) -> DemoResult:
+    """Prepare ``src`` as ``corpus`` and run every stage on it."""
+    if corpus not in DEMO_CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
+    outdir = workdir / corpus
+    outdir.mkdir(parents=True, exist_ok=True)
+    start = _stage(log, f"{corpus}: prepare {src}")
+    prepared = prepare_corpus(corpus, src, outdir / "manifest.jsonl")
+    for problem in prepared.problems:
+        log(f"problem: {problem}")
+    log(summarize(prepared))
+    utterances = read_manifest(outdir / "manifest.jsonl")
+    label_set = _label_set(corpus, utterances)
+    log(f"done in {time.perf_counter() - start:.1f} s")
+    if corpus in TEXT_CORPORA:
+        eval_split = "dev"
+        start = _stage(log, f"{corpus}: text members")
+        result = _text_members(utterances, label_set, outdir, eval_split, log)
+    else:
+        utterances = _speaker_independent(utterances, log)
+        write_manifest(outdir / "manifest.split.jsonl", utterances)
+        labelled_test = [u for u in split_utterances(utterances, "test") if u.label is not None]
+        eval_split = "test" if labelled_test else "dev"
+        start = _stage(log, f"{corpus}: speech members and votes")
+        result = _speech_members(utterances, label_set, outdir, eval_split, log, progress)
+        if corpus == "msp-podcast":
+            submission = [u for u in utterances if u.split and u.split.startswith("test")]
+            model = AcousticBaseline(label_set, "logreg").fit(split_utterances(utterances, "train"))
+            path = write_predictions(outdir / "submission.csv", model.predict(submission), format="msp")
+            result.files["submission"] = path
+            log(f"challenge submission file ({len(submission)} test utterances): {path}")
+    log(f"done in {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def run_demo(
+    data: str | Path | None = None,
+    corpus: str = "ravdess",
+    workdir: str | Path | None = None,
+    keep: bool = False,
+    log=print,
+    progress: bool = True,
+) -> dict[str, DemoResult]:
+    """Run the demo; returns the results per corpus. The working folder is
+    removed afterwards unless ``keep`` or ``workdir`` is given."""
+    own_tmp = workdir is None
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="abhinaya-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    results: dict[str, DemoResult] = {}
+    try:
+        if data is not None:
+            data = Path(data)
+            if not data.exists():
+                raise FileNotFoundError(f"{data}: corpus folder not found")
+            results[corpus] = run_corpus(corpus, data, root, log, progress)
+        else:
+            start = _stage(log, f"writing miniature corpora to {root / 'corpora'}")
+            sources = {
+                "ravdess": dummies.make_dummy_ravdess(root / "corpora" / "ravdess", actors=tuple(range(1, 11))),
+                "emodb": dummies.make_dummy_emodb(root / "corpora" / "emodb"),
+                "msp-podcast": dummies.make_dummy_msp_podcast(root / "corpora" / "msp-podcast"),
+                "meld": dummies.make_dummy_meld(root / "corpora" / "meld"),
+            }
+            log(f"done in {time.perf_counter() - start:.1f} s")
+            for name, src in sources.items():
+                results[name] = run_corpus(name, Path(src), root, log, progress)
+        reports = {f"{corpus_name}/{member}": report for corpus_name, res in results.items() for member, report in res.reports.items()}
+        log("\n== results (speaker-independent; macro-F1 is the headline metric)")
+        log(format_metrics_table(reports))
+        (root / "metrics.json").write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
+        if keep or not own_tmp:
+            log(f"\nall outputs kept in {root}")
+        return results
+    finally:
+        if own_tmp and not keep:
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from abhinaya.cli import NOT_BUILT, main
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance, write_manifest
+from abhinaya.predictions import read_predictions, table_from_probs, write_predictions
+
+DESIGN_SUBCOMMANDS = ["prepare", "transcribe", "train", "predict", "ensemble", "evaluate", "run", "serve", "models", "demo"]
+
+
+def test_help_lists_every_subcommand():
+    out = subprocess.run([sys.executable, "-m", "abhinaya.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in DESIGN_SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(NOT_BUILT))
+def test_unbuilt_subcommands_say_so_and_fail(name, capsys):
+    assert main([name, "anything"]) == 2
+    err = capsys.readouterr().err
+    assert "not built yet" in err and "belongs to" in err
+
+
+@pytest.fixture
+def scored(tmp_path):
+    ls = LabelSet(["angry", "sad", "happy"])
+    utts = [Utterance(f"u{i}", label=lab, split="test") for i, lab in enumerate(["angry", "sad", "happy", "sad"])]
+    manifest = write_manifest(tmp_path / "m.jsonl", utts)
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("s1", "s2", "t1"):
+        probs = rng.dirichlet(np.ones(3), size=4)
+        paths.append(write_predictions(tmp_path / f"{name}.csv", table_from_probs([u.id for u in utts], probs, ls)))
+    return tmp_path, manifest, paths
+
+
+def test_evaluate_prints_json_and_writes_png(scored, capsys):
+    tmp_path, manifest, paths = scored
+    assert main(["evaluate", str(paths[0]), str(manifest), "-o", str(tmp_path / "r.json")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("macro_f1", "ua", "wa", "weighted_f1", "per_class"):
+        assert key in report
+    assert set(report["per_class"]) == {"angry", "sad", "happy"}
+    assert (tmp_path / "s1.confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
+def test_ensemble_majority_with_tiebreak_and_msp_format(scored, capsys):
+    tmp_path, manifest, paths = scored
+    out = tmp_path / "vote.csv"
+    assert main(["ensemble", *map(str, paths), "-o", str(out), "--method", "majority", "--tiebreak", str(paths[1])]) == 0
+    vote = read_predictions(out)
+    members = [read_predictions(p) for p in paths]
+    for i, utt_id in enumerate(vote.ids):
+        votes = [m.labels[m.ids.index(utt_id)] for m in members]
+        counts = {lab: votes.count(lab) for lab in votes}
+        top = max(counts.values())
+        winners = [lab for lab, c in counts.items() if c == top]
+        if len(winners) == 1:
+            assert vote.labels[i] == winners[0]
+        elif votes[1] in winners:
+            assert vote.labels[i] == votes[1]
+    sub = tmp_path / "sub.csv"
+    assert main(["ensemble", *map(str, paths), "-o", str(sub), "--method", "soft", "--format", "msp"]) == 0
+    lines = sub.read_text().splitlines()
+    assert lines[0] == "FileName,EmoClass" and len(lines) == 5
+    assert all(line.split(",")[1] in "ASHUFDCN" for line in lines[1:])
+
+
+def test_errors_are_one_line_naming_the_file(scored, capsys):
+    tmp_path, manifest, paths = scored
+    assert main(["evaluate", str(tmp_path / "missing.csv"), str(manifest)]) == 1
+    assert "missing.csv" in capsys.readouterr().err
+    short = tmp_path / "short.csv"
+    short.write_text("FileName,EmoClass\nu0,sad\n")
+    assert main(["ensemble", str(paths[0]), str(short), "-o", str(tmp_path / "x.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "short.csv" in err and "u1" in err and "Traceback" not in err
+    assert main(["ensemble", str(paths[0]), "-o", str(tmp_path / "x.csv")]) == 1
+    assert main(["ensemble", *map(str, paths), "-o", str(tmp_path / "x.csv"), "--method", "weighted", "--weights", "a,b"]) == 1
+    assert "--weights" in capsys.readouterr().err
