@@ -84,3 +84,38 @@ def test_errors_are_one_line_naming_the_file(scored, capsys):
     assert main(["ensemble", str(paths[0]), "-o", str(tmp_path / "x.csv")]) == 1
     assert main(["ensemble", *map(str, paths), "-o", str(tmp_path / "x.csv"), "--method", "weighted", "--weights", "a,b"]) == 1
     assert "--weights" in capsys.readouterr().err
+
+
+def test_prepare_reports_bad_files_and_writes_the_rest(tmp_path, capsys):
+    from abhinaya.corpora.dummies import make_dummy_ravdess
+    from abhinaya.manifest import read_manifest
+
+    root = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2, 3))
+    corrupt = next(root.rglob("*.wav"))
+    corrupt.write_bytes(b"not audio")
+    (root / "Actor_01" / "notes-about-actor.wav").write_bytes(b"")
+    out = tmp_path / "m.jsonl"
+    assert main(["prepare", "ravdess", str(root), "-o", str(out), "--test-speakers", "3"]) == 0
+    captured = capsys.readouterr()
+    assert corrupt.name in captured.err and "notes-about-actor.wav" in captured.err
+    utts = read_manifest(out)
+    assert len(utts) == 3 * 16 - 1
+    assert {u.split for u in utts if u.speaker == "03"} == {"test"}
+    assert main(["prepare", "ravdess", str(root), "-o", str(tmp_path / "s.jsonl"), "--strict"]) == 1
+    assert "strict" in capsys.readouterr().err
+    assert not (tmp_path / "s.jsonl").exists()
+    assert main(["prepare", "ravdess", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--workdir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ravdess/vote (majority)", "emodb/mel-logreg", "msp-podcast/vote (soft)", "meld/tfidf-logreg"):
+        assert name in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # the miniature corpora carry learnable emotion cues: the vote must beat chance (1/8) clearly
+    assert metrics["ravdess/vote (majority)"]["macro_f1"] > 0.5
+    submission = (tmp_path / "msp-podcast" / "submission.csv").read_text().splitlines()
+    assert submission[0] == "FileName,EmoClass" and len(submission) > 1
+    assert (tmp_path / "ravdess" / "vote-confusion.png").is_file()

@@ -230,9 +230,8 @@ def test_extra_id_in_a_later_table_raises():
 
 
 def test_repeated_id_raises():
-    first = table(["a", "a"], ["sad", "happy"], source="dup.csv")
-    with pytest.raises(PredictionError, match="repeated id"):
-        majority_vote([first, table(["a"], ["sad"])])
+    with pytest.raises(PredictionError, match="dup.csv: repeated id"):
+        majority_vote([table(["a", "a"], ["sad", "happy"], source="dup.csv"), table(["a"], ["sad"])])
 
 
 def test_label_only_tables_fail_soft_vote_with_a_clear_message():

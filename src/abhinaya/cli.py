@@ -15,8 +15,6 @@ from . import __version__
 # name -> (what it will do, the part of the system it belongs to).
 NOT_BUILT: dict[str, tuple[str, str]] = {
     "transcribe": ("fill the text field of a manifest with Whisper transcripts", "the transcripts and text members (T1, T2)"),
-    "train": ("train a member from a recipe into a run folder", "the speech-encoder member S1 and the shared training loop"),
-    "predict": ("predict with a trained run folder", "the speech-encoder member S1 and the shared training loop"),
     "run": ("run every stage of a recipe, cached and resumable", "the recipe runner (after the members exist)"),
     "serve": ("serve trained run folders over HTTP", "the inference service (after the members exist)"),
 }
@@ -55,6 +53,35 @@ def cmd_prepare(args) -> int:
     print(f"wrote {len(result.utterances)} utterances to {args.output}")
     if result.problems:
         print(f"{len(result.problems)} file(s) had problems and were left out (listed above)", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- train / predict
+def cmd_train(args) -> int:
+    from .runs import load_recipe
+    from .training import train
+
+    recipe = load_recipe(args.recipe, args.set or [])
+    summary = train(recipe, args.output, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .inference import predict
+    from .predictions import write_predictions
+
+    table = predict(
+        args.run_dir,
+        args.inputs,
+        split=args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+        report=lambda message: print(message, file=sys.stderr),
+    )
+    write_predictions(args.output, table, format=args.format)
+    print(f"wrote {len(table)} predictions to {args.output}")
     return 0
 
 
@@ -166,13 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_not_built)
 
-    p = sub.add_parser("train", help="train a member from a recipe into a run folder [not built yet]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_built)
+    p = sub.add_parser("train", help="train a member from a recipe into a run folder")
+    p.add_argument("recipe", help="recipe YAML (e.g. recipes/ravdess/s1.yaml)")
+    p.add_argument("-o", "--output", required=True, help="run folder to write")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key), repeatable")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
+    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict with a trained run folder [not built yet]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_built)
+    p = sub.add_parser("predict", help="predict with a trained run folder")
+    p.add_argument("run_dir", help="run folder written by abhinaya train")
+    p.add_argument("inputs", nargs="+", help="manifests (.jsonl), audio files or folders")
+    p.add_argument("-o", "--output", required=True, help="prediction table to write (CSV)")
+    p.add_argument("--split", help="only the utterances of this split of the manifests")
+    p.add_argument("--batch-size", type=int, help="utterances per batch")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--format", default="csv", choices=["csv", "msp"], help="msp: challenge submission")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting")
     p.add_argument("predictions", nargs="+", help="prediction tables (CSV)")

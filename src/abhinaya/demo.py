@@ -41,6 +41,7 @@ class DemoResult:
     workdir: Path
     reports: dict[str, dict] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    models: dict[str, object] = field(default_factory=dict)
 
 
 def _stage(log: Callable[[str], None], title: str):
@@ -74,6 +75,7 @@ def _speech_members(utterances, label_set: LabelSet, outdir: Path, eval_split: s
     for classifier in ACOUSTIC_CLASSIFIERS:
         name = f"mel-{classifier}"
         model = AcousticBaseline(label_set, classifier, features=cache).fit(train)
+        result.models[name] = model
         table = model.predict(evaluate_on, name=name)
         path = write_predictions(outdir / f"{name}.csv", table)
         table.source = str(path)
@@ -138,7 +140,7 @@ def run_corpus(corpus: str, src: Path, workdir: Path, log=print, progress: bool 
         result = _speech_members(utterances, label_set, outdir, eval_split, log, progress)
         if corpus == "msp-podcast":
             submission = [u for u in utterances if u.split and u.split.startswith("test")]
-            model = AcousticBaseline(label_set, "logreg").fit(split_utterances(utterances, "train"))
+            model = result.models["mel-logreg"]
             path = write_predictions(outdir / "submission.csv", model.predict(submission), format="msp")
             result.files["submission"] = path
             log(f"challenge submission file ({len(submission)} test utterances): {path}")

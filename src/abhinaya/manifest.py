@@ -112,6 +112,8 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance], relative_a
                 audio_path = Path(audio).resolve()
                 if audio_path.is_relative_to(base):
                     record["audio"] = audio_path.relative_to(base).as_posix()
+                else:
+                    record["audio"] = str(audio_path)  # a relative path would be read against the manifest's folder
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path

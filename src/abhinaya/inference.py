@@ -1,0 +1,88 @@
+"""Prediction with a trained run folder.
+
+Inputs may be manifests (``.jsonl``), audio files, or folders of audio files
+(searched recursively). Unusable inputs — an unreadable audio file, a row
+without the text a text member needs — are reported by name and skipped;
+everything else is predicted, in batches formed by length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .audio import AUDIO_EXTENSIONS, find_audio_files
+from .manifest import Utterance, read_manifest
+from .predictions import PredictionTable, table_from_probs
+from .runs import LoadedRun, load_run
+from .training import predict_probabilities
+
+
+class InputError(ValueError):
+    """An input path that is neither a manifest, an audio file nor a folder."""
+
+
+def gather_inputs(inputs: Iterable[str | Path], split: str | None = None) -> list[Utterance]:
+    """Utterances from manifests, audio files and folders. Ids must be unique
+    across inputs (audio files are identified by their base name)."""
+    utterances: list[Utterance] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            files = find_audio_files(path)
+            if not files:
+                raise InputError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+            utterances += [Utterance(id=f.stem, audio=str(f)) for f in files]
+        elif path.suffix.lower() in (".jsonl", ".json"):
+            rows = read_manifest(path)
+            utterances += [u for u in rows if split is None or u.split == split]
+        elif path.suffix.lower() in AUDIO_EXTENSIONS:
+            utterances.append(Utterance(id=path.stem, audio=str(path)))
+        else:
+            raise InputError(f"{path}: not a manifest (.jsonl), an audio file ({', '.join(AUDIO_EXTENSIONS)}) or a folder")
+    seen: dict[str, str] = {}
+    for utt in utterances:
+        if utt.id in seen:
+            raise InputError(f"id {utt.id!r} occurs twice among the inputs ({seen[utt.id]} and {utt.audio or utt.id})")
+        seen[utt.id] = utt.audio or utt.id
+    return utterances
+
+
+def predict_utterances(
+    run: LoadedRun,
+    utterances: Sequence[Utterance],
+    *,
+    batch_size: int | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+) -> PredictionTable:
+    """Predict ``utterances`` with a loaded run; unusable ones are reported and
+    left out of the table."""
+    dataset = run.member.dataset(utterances, None, train=False, on_error="skip")
+    for problem in dataset.errors:
+        report(f"skipped: {problem}")
+    if len(dataset) == 0:
+        raise InputError("none of the inputs could be used (see the messages above)")
+    batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
+    ids, probs = predict_probabilities(run.member, run.model, dataset, batch, progress=progress, desc="predict")
+    return table_from_probs(ids, probs, run.label_set, source=str(run.run_dir))
+
+
+def predict(
+    run_dir: str | Path,
+    inputs: Iterable[str | Path],
+    *,
+    split: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+) -> PredictionTable:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run = load_run(run_dir, device=device)
+    utterances = gather_inputs(inputs, split=split)
+    return predict_utterances(run, utterances, batch_size=batch_size, progress=progress, report=report)

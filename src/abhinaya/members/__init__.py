@@ -1,0 +1,28 @@
+"""The members of the ensemble, one module each:
+
+- ``s1``: fine-tuned self-supervised speech encoder + attentive statistics pooling (speech)
+
+``get_member(name)`` returns a member class; modules are imported on demand so
+that a member's heavy dependencies load only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Member, Recipe
+
+# name -> "module:Class"
+MEMBERS: dict[str, str] = {
+    "s1": "abhinaya.members.s1:S1Member",
+}
+
+
+def get_member(name: str) -> type[Member]:
+    if name not in MEMBERS:
+        raise ValueError(f"unknown member {name!r}; available: {', '.join(MEMBERS)}")
+    module_name, class_name = MEMBERS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+__all__ = ["MEMBERS", "Member", "Recipe", "get_member"]

@@ -1,0 +1,79 @@
+"""What the shared training loop and prediction need from a member.
+
+A member is one classifier of the ensemble (S1, S2, T1, T2, ST1). Its module
+in this package holds everything specific to it: the recipe dataclass (the
+sections its YAML may have), how the model is built, how utterances become
+batches, and how a batch becomes logits. The loop in ``training.py`` and the
+inference in ``inference.py`` know nothing else about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from ..experiment import DataConfig
+from ..labels import LabelSet
+from ..losses import LossConfig
+from ..manifest import Utterance
+from ..training_config import TrainConfig
+
+
+@dataclass
+class Recipe:
+    """Sections every recipe has; members subclass it with their own."""
+
+    member: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class Member:
+    """Base class of the members. Subclasses set ``name`` and ``recipe_class``."""
+
+    name: ClassVar[str] = ""
+    recipe_class: ClassVar[type[Recipe]] = Recipe
+    # Inputs the member needs in a manifest row: "audio", "text" or both.
+    inputs: ClassVar[tuple[str, ...]] = ("audio",)
+    # Whether the member is trained by the loop (T1 zero-shot is not).
+    trainable: ClassVar[bool] = True
+    # Whether saved_state holds only part of the model (the rest is rebuilt
+    # from pretrained weights, e.g. LoRA adapters + head of an LLM member).
+    saves_partial_state: ClassVar[bool] = False
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def build_model(self, label_set: LabelSet, pretrained: bool) -> torch.nn.Module:
+        """The model with ``len(label_set)`` outputs. ``pretrained``: load the
+        pretrained weights it starts from (training); otherwise build from the
+        config alone (prediction, where the run's weights are loaded next)."""
+        raise NotImplementedError
+
+    def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
+        """A map-style dataset with ``lengths`` (for bucketing), ``errors``
+        (unusable inputs, reported) and ``utterances`` (the usable ones)."""
+        raise NotImplementedError
+
+    def collate(self, items: list[dict]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def logits(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """``(B, C)`` logits of a collated batch."""
+        raise NotImplementedError
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        train = self.recipe.train
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [{"params": params, "lr": train.head_lr, "weight_decay": train.weight_decay}]
+
+    def finalize_recipe(self, model: torch.nn.Module) -> None:
+        """Record in the recipe whatever is needed to rebuild ``model`` offline
+        from the run folder alone (e.g. the encoder's architecture)."""
+
+    def saved_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Tensors written to the run folder (all weights by default)."""
+        return model.state_dict()

@@ -1,0 +1,65 @@
+"""S1: a fine-tuned self-supervised speech encoder (WavLM, wav2vec2, HuBERT
+or the Whisper encoder) -> weighted sum of hidden layers -> masked attentive
+statistics pooling -> MLP head. Input: speech only.
+
+Paper scale: WavLM-Large, CNN frozen, weighted focal loss (recipes/msp_podcast/s1.yaml).
+Offline CPU scale: the Whisper-base encoder run on the true length of the audio
+(recipes/ravdess/s1.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..data import AudioConfig, AudioDataset, collate_audio
+from ..labels import LabelSet
+from ..manifest import Utterance
+from ..models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+from .base import Member, Recipe
+
+
+@dataclass
+class S1Recipe(Recipe):
+    member: str = "s1"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: SSLClassifierConfig = field(default_factory=SSLClassifierConfig)
+
+
+class S1Member(Member):
+    name = "s1"
+    recipe_class = S1Recipe
+    inputs = ("audio",)
+
+    recipe: S1Recipe
+
+    def build_model(self, label_set: LabelSet, pretrained: bool) -> SSLClassifier:
+        config = self.recipe.model
+        config.num_labels = len(label_set)
+        if pretrained and config.encoder_config is None:
+            return SSLClassifier.from_pretrained_encoder(config)
+        if config.encoder_config is None:
+            raise ValueError("model.encoder_config is empty: build with pretrained weights first (training does)")
+        return SSLClassifier(config)
+
+    def finalize_recipe(self, model: SSLClassifier) -> None:
+        # from_pretrained_encoder fills encoder_config, so the run folder rebuilds offline.
+        self.recipe.model = model.config
+
+    def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
+        return AudioDataset(
+            utterances, label_set, self.recipe.audio, train=train, seed=self.recipe.train.seed, on_error=on_error
+        )
+
+    def collate(self, items: list[dict]) -> dict[str, Any]:
+        return collate_audio(items)
+
+    def logits(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
+        return model(batch["waveforms"], batch["lengths"])
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        train = self.recipe.train
+        inner = model.module if hasattr(model, "module") else model
+        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)

@@ -1,0 +1,102 @@
+"""Run folders and recipes.
+
+A run folder is self-contained: ``predict`` needs nothing else.
+
+    RUN_DIR/
+      config.yaml            the resolved recipe (every default written out)
+      labels.json            the label set (class order of the logits)
+      model.safetensors      the selected weights (best dev epoch)
+      metrics.csv            one row per epoch (loss, dev metrics, seconds)
+      metrics.jsonl          the same, with per-class figures
+      dev_predictions.csv    predictions of the selected model on dev
+      summary.json           what was selected, when, and how long it took
+      checkpoint/            the last state, for --resume (weights, optimizer, scheduler, RNG)
+      data/manifest.jsonl    the manifest, when prepared from data.root
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .checkpoint import load_model_weights
+from .config import ConfigError, apply_overrides, from_dict, read_yaml, write_yaml
+from .labels import LabelSet
+from .members import Member, Recipe, get_member
+
+CONFIG_FILE = "config.yaml"
+LABELS_FILE = "labels.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_CSV = "metrics.csv"
+METRICS_JSONL = "metrics.jsonl"
+DEV_PREDICTIONS = "dev_predictions.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoint"
+
+
+class RunError(ValueError):
+    """A run folder that is missing or incomplete."""
+
+
+def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
+    member = data.get("member")
+    if not member:
+        raise ConfigError(f"{source}: the recipe must name its member (member: s1, ...)")
+    try:
+        member_class = get_member(str(member))
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return from_dict(member_class.recipe_class, data)
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """A recipe YAML with ``key.sub=value`` overrides, mapped onto the member's
+    recipe dataclass (unknown keys and wrong types are errors)."""
+    data = apply_overrides(read_yaml(path), overrides)
+    try:
+        return recipe_from_dict(data, str(path))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def save_recipe(run_dir: str | Path, recipe: Recipe) -> Path:
+    return write_yaml(Path(run_dir) / CONFIG_FILE, recipe)
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    recipe: Recipe
+    member: Member
+    label_set: LabelSet
+    model: torch.nn.Module
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild a trained member from its run folder alone, weights loaded
+    strictly (every key accounted for)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: run folder not found")
+    for name in (CONFIG_FILE, LABELS_FILE):
+        if not (run_dir / name).is_file():
+            raise RunError(f"{run_dir}: not a run folder ({name} is missing)")
+    recipe = recipe_from_dict(read_yaml(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
+    label_set = LabelSet.load(run_dir / LABELS_FILE)
+    member = get_member(recipe.member)(recipe)
+    # Members that save only their trained part rebuild the rest from pretrained weights.
+    model = member.build_model(label_set, pretrained=member.saves_partial_state)
+    if member.trainable:
+        weights = run_dir / WEIGHTS_FILE
+        if not weights.is_file():
+            raise RunError(f"{run_dir}: no trained weights ({WEIGHTS_FILE} is missing; did training finish an epoch?)")
+        load_model_weights(model, weights, partial=member.saves_partial_state)
+    model.to(device).eval()
+    return LoadedRun(run_dir, recipe, member, label_set, model)
+
+
+def recipe_summary(recipe: Recipe) -> dict[str, Any]:
+    return {"member": recipe.member, "loss": recipe.loss.name, "epochs": recipe.train.epochs}

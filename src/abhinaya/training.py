@@ -1,0 +1,388 @@
+"""The shared training loop (Hugging Face Accelerate).
+
+One short loop for every trainable member: length-bucketed batches, gradient
+accumulation, mixed precision where the device has it, encoder / head learning
+rates, warm-up then linear or cosine decay, any loss of ``losses`` by name with
+class weights from the training split, model selection on (optionally
+class-balanced) dev macro-F1, early stopping, atomic safetensors checkpoints
+and ``resume``. It runs unchanged on one CPU, one GPU, or several processes
+(``accelerate launch --num_processes N``); dev predictions are gathered so
+that metrics see exactly one row per utterance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import runs
+from .checkpoint import load_nested_state, load_tensors, save_nested_state, save_tensors
+from .config import read_yaml, to_dict
+from .experiment import experiment_label_set, load_experiment_utterances
+from .labels import LabelSet
+from .losses import build_loss
+from .manifest import Utterance, write_manifest
+from .members import Member, Recipe, get_member
+from .metrics import classification_report
+from .predictions import table_from_probs, write_predictions
+from .training_config import TrainConfig
+
+
+class TrainingError(ValueError):
+    """A training run that cannot start or continue."""
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_ratio: float, schedule: str) -> float:
+    """Learning-rate factor at optimizer step ``step`` (0-based)."""
+    warmup = int(round(total_steps * warmup_ratio))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def balanced_subset(utterances: Sequence[Utterance], per_class: int | None, seed: int) -> list[Utterance]:
+    """A class-balanced subset (as ABHINAYA selects its models on): the same
+    number of utterances from every class, ``per_class`` or the rarest class's
+    count, drawn reproducibly."""
+    by_class: dict[str, list[Utterance]] = {}
+    for utt in utterances:
+        by_class.setdefault(utt.label, []).append(utt)
+    if not by_class:
+        return []
+    count = per_class or min(len(v) for v in by_class.values())
+    rng = random.Random(seed)
+    subset = []
+    for label in sorted(by_class):
+        pool = sorted(by_class[label], key=lambda u: u.id)
+        subset += pool if len(pool) <= count else rng.sample(pool, count)
+    return sorted(subset, key=lambda u: u.id)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def predict_probabilities(
+    member: Member,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    desc: str = "predict",
+) -> tuple[list[str], np.ndarray]:
+    """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
+    dataset order. Batches are formed by length (little padding). With several
+    processes each takes every n-th batch and the results are gathered, so the
+    output holds exactly one row per utterance on every process."""
+    from .data import LengthBucketSampler
+
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    batches = list(LengthBucketSampler(dataset.lengths, batch_size, shuffle=False))
+    mine = batches[rank::world]
+    rows: list[tuple[int, np.ndarray]] = []
+    was_training = model.training
+    model.eval()
+    show = progress and rank == 0
+    with torch.inference_mode():
+        for indices in tqdm(mine, desc=desc, disable=not show, leave=False, unit="batch"):
+            batch = member.collate([dataset[i] for i in indices])
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            if accelerator is not None:
+                with accelerator.autocast():
+                    logits = member.logits(model, batch)
+            else:
+                logits = member.logits(model, batch)
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            rows += list(zip(batch["index"].tolist(), probs))
+    model.train(was_training)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        rows = gather_object(rows)
+    by_index = {int(i): p for i, p in rows}
+    if len(by_index) != len(dataset):
+        raise RuntimeError(f"gathered {len(by_index)} predictions for {len(dataset)} utterances")
+    ids = [u.id for u in dataset.utterances]
+    return ids, np.stack([by_index[i] for i in range(len(dataset))]) if len(dataset) else np.zeros((0, 0))
+
+
+class Trainer:
+    """Trains one member from its recipe into a run folder."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self._log = log
+
+    # --------------------------------------------------------------- helpers
+    def log(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            self._log(message)
+
+    def _check_run_dir(self) -> None:
+        config = self.run_dir / runs.CONFIG_FILE
+        if config.is_file() and not self.resume:
+            raise TrainingError(
+                f"{self.run_dir} already holds a run; continue it with --resume or choose another folder"
+            )
+        if self.resume and config.is_file():
+            saved = read_yaml(config)
+            current = to_dict(self.recipe)
+            differs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k != "model")
+            if differs:
+                self._log(f"note: resuming with the run's saved config; the given recipe differs in: {', '.join(differs)}")
+            self.recipe = runs.recipe_from_dict(saved, str(config))
+
+    def _train_state_path(self) -> Path:
+        return self.run_dir / runs.CHECKPOINT_DIR / "state.safetensors"
+
+    # --------------------------------------------------------------- main
+    def fit(self) -> dict[str, Any]:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self._check_run_dir()
+        recipe = self.recipe
+        cfg: TrainConfig = recipe.train
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.accelerator = accelerator = Accelerator(
+            gradient_accumulation_steps=cfg.grad_accum,
+            mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        )
+        _seed_everything(cfg.seed)
+        started = time.perf_counter()
+
+        # ---- data
+        if accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            utterances = load_experiment_utterances(recipe.data, self.run_dir, log=self._log)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            utterances = load_experiment_utterances(recipe.data, self.run_dir, log=lambda _: None)
+        label_set = experiment_label_set(recipe.data, utterances)
+        train_utts = [u for u in utterances if u.split == recipe.data.train_split and u.label in label_set]
+        dev_utts = [u for u in utterances if u.split == recipe.data.dev_split and u.label in label_set]
+        if not train_utts:
+            raise TrainingError(f"no labelled utterances in split {recipe.data.train_split!r}")
+        if cfg.balanced_dev and dev_utts:
+            dev_utts = balanced_subset(dev_utts, cfg.balanced_dev_per_class, cfg.seed)
+        counts = np.bincount(label_set.encode_many([u.label for u in train_utts]), minlength=len(label_set))
+        if (counts == 0).any():
+            missing = [label_set.decode(i) for i in np.flatnonzero(counts == 0)]
+            raise TrainingError(f"class(es) {missing} have no training utterance; drop them with data.drop_labels or add data")
+        self.log(
+            f"{recipe.member}: {len(train_utts)} training and {len(dev_utts)} dev utterances, "
+            f"{len(label_set)} classes ({', '.join(f'{l} {c}' for l, c in zip(label_set, counts))})"
+        )
+
+        # ---- model, data loaders, loss, optimizer
+        member = get_member(recipe.member)(recipe)
+        model = member.build_model(label_set, pretrained=not self.resume or not self._train_state_path().is_file())
+        member.finalize_recipe(model)
+        train_set = member.dataset(train_utts, label_set, train=True, on_error="skip")
+        dev_set = member.dataset(dev_utts, label_set, train=False, on_error="skip") if dev_utts else None
+        for problem in list(train_set.errors) + (list(dev_set.errors) if dev_set is not None else []):
+            self.log(f"skipped: {problem}")
+        from torch.utils.data import DataLoader
+
+        from .data import LengthBucketSampler
+
+        sampler = LengthBucketSampler(
+            train_set.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, bucket_size_multiplier=cfg.bucket_multiplier
+        )
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=member.collate, num_workers=cfg.num_workers)
+        loss_fn = build_loss(recipe.loss, counts)
+        optimizer = torch.optim.AdamW(member.param_groups(model))
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        loss_fn = loss_fn.to(accelerator.device)
+        steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+        total_steps = steps_per_epoch * cfg.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_multiplier(step, total_steps, cfg.warmup_ratio, cfg.schedule)
+        )
+
+        # ---- state (fresh or resumed)
+        state = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0}
+        history: list[dict] = []
+        if self.resume and self._train_state_path().is_file():
+            saved = load_nested_state(self._train_state_path())
+            accelerator.unwrap_model(model).load_state_dict(
+                load_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors")
+            )
+            optimizer.optimizer.load_state_dict(saved["optimizer"]) if hasattr(optimizer, "optimizer") else optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["torch_rng"])
+            state.update(json.loads(saved["progress"]))
+            history = [json.loads(line) for line in (self.run_dir / runs.METRICS_JSONL).read_text().splitlines() if line.strip()] if (self.run_dir / runs.METRICS_JSONL).is_file() else []
+            self.log(f"resuming at epoch {state['epoch'] + 1}, batch {state['batches_done']} (best so far: epoch {state['best_epoch']})")
+        elif accelerator.is_main_process:
+            runs.save_recipe(self.run_dir, recipe)
+            label_set.save(self.run_dir / runs.LABELS_FILE)
+            write_manifest(self.run_dir / "data" / "splits.jsonl", train_utts + dev_utts)
+        accelerator.wait_for_everyone()
+
+        def save_checkpoint():
+            if accelerator.is_main_process:
+                inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+                save_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors", accelerator.unwrap_model(model).state_dict())
+                save_nested_state(
+                    self._train_state_path(),
+                    {
+                        "optimizer": inner.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "progress": json.dumps(state),
+                    },
+                )
+            accelerator.wait_for_everyone()
+
+        # ---- epochs
+        eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
+        stop = False
+        while state["epoch"] < cfg.epochs and not stop:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            model.train()
+            epoch_loader = accelerator.skip_first_batches(loader, state["batches_done"]) if state["batches_done"] else loader
+            epoch_start = time.perf_counter()
+            loss_sum, loss_count = 0.0, 0
+            bar = tqdm(
+                total=len(loader), initial=state["batches_done"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (cfg.progress and accelerator.is_main_process), leave=False, unit="batch",
+            )
+            for batch in epoch_loader:
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        logits = member.logits(model, batch)
+                    loss = loss_fn(logits.float(), batch["labels"])
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                        state["global_step"] += 1
+                loss_sum += float(loss.detach())
+                loss_count += 1
+                state["batches_done"] += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+                if cfg.checkpoint_every and accelerator.sync_gradients and state["global_step"] % cfg.checkpoint_every == 0:
+                    save_checkpoint()
+            bar.close()
+            train_seconds = time.perf_counter() - epoch_start
+            mean_loss = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=accelerator.device), "sum")
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": float(mean_loss[0] / max(mean_loss[1], 1)),
+                "lr": scheduler.get_last_lr()[0],
+                "train_seconds": round(train_seconds, 2),
+            }
+            # ---- dev evaluation and model selection
+            improved = False
+            if dev_set is not None:
+                ids, probs = predict_probabilities(
+                    member, model, dev_set, eval_batch, accelerator=accelerator, progress=cfg.progress, desc="dev"
+                )
+                table = table_from_probs(ids, probs, label_set, source=runs.DEV_PREDICTIONS)
+                report = classification_report([u.label for u in dev_set.utterances], table.labels, list(label_set))
+                score = report[cfg.selection_metric]
+                record.update({k: report[k] for k in ("macro_f1", "ua", "wa", "weighted_f1")})
+                record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
+                improved = score > state["best_score"]
+            else:
+                improved = True  # no dev split: the last epoch is kept
+            record["seconds"] = round(time.perf_counter() - epoch_start, 2)
+            if improved:
+                state["best_score"] = record.get(cfg.selection_metric, -1.0)
+                state["best_epoch"] = epoch + 1
+                state["bad_epochs"] = 0
+                if accelerator.is_main_process:
+                    save_tensors(self.run_dir / runs.WEIGHTS_FILE, member.saved_state(accelerator.unwrap_model(model)))
+                    if dev_set is not None:
+                        write_predictions(self.run_dir / runs.DEV_PREDICTIONS, table)
+            else:
+                state["bad_epochs"] += 1
+            record["best"] = improved
+            history.append(record)
+            state["epoch"] = epoch + 1
+            state["batches_done"] = 0
+            if accelerator.is_main_process:
+                self._write_metrics(history)
+                dev_text = f", dev {cfg.selection_metric} {record[cfg.selection_metric]:.4f}" if dev_set is not None else ""
+                self._log(
+                    f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f}{dev_text}"
+                    f"{' (best)' if improved else ''}, {record['seconds']:.0f} s"
+                )
+            save_checkpoint()
+            if cfg.patience and state["bad_epochs"] >= cfg.patience:
+                self.log(f"early stop: no better dev {cfg.selection_metric} for {cfg.patience} epoch(s)")
+                stop = True
+
+        summary = {
+            "member": recipe.member,
+            "best_epoch": state["best_epoch"],
+            f"best_dev_{cfg.selection_metric}": state["best_score"] if dev_set is not None else None,
+            "epochs_run": state["epoch"],
+            "train_utterances": len(train_set),
+            "dev_utterances": len(dev_set) if dev_set is not None else 0,
+            "processes": accelerator.num_processes,
+            "seconds_this_session": round(time.perf_counter() - started, 1),
+        }
+        if accelerator.is_main_process:
+            (self.run_dir / runs.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            self._log(f"done: best epoch {state['best_epoch']}; run folder {self.run_dir}")
+        accelerator.wait_for_everyone()
+        return summary
+
+    def _write_metrics(self, history: list[dict]) -> None:
+        import csv
+
+        with (self.run_dir / runs.METRICS_JSONL).open("w", encoding="utf-8") as handle:
+            for record in history:
+                handle.write(json.dumps(record) + "\n")
+        columns = [k for k in history[0] if k != "per_class_f1"]
+        for record in history:
+            columns += [k for k in record if k not in columns and k != "per_class_f1"]
+        with (self.run_dir / runs.METRICS_CSV).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
+
+
+def train(recipe: Recipe, run_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train ``recipe``'s member into ``run_dir`` (see ``runs`` for its layout)."""
+    return Trainer(recipe, run_dir, resume=resume, log=log).fit()

@@ -1,0 +1,71 @@
+"""Settings of the shared training loop (one place for their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEDULES = ("linear", "cosine", "constant")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+    epochs: passes over the training split.
+    batch_size: utterances per step and process; the effective batch is
+        batch_size * grad_accum * processes.
+    grad_accum: gradient accumulation steps.
+    encoder_lr / head_lr: learning rates of the pretrained part and of the new
+        parts (pooling, head); members decide which parameter is which.
+    weight_decay: AdamW weight decay.
+    warmup_ratio: share of optimizer steps with linear warm-up.
+    schedule: linear / cosine decay after warm-up, or constant.
+    max_grad_norm: gradient clipping (0 = off).
+    mixed_precision: auto (bf16 on GPUs that have it, else fp16 on GPUs, none on CPU), no, fp16, bf16.
+    seed: seeds Python, numpy, torch and the data order.
+    patience: stop after this many epochs without a better dev score (0 = never).
+    selection_metric: dev metric for model selection (macro_f1, ua, wa, weighted_f1).
+    balanced_dev: select on a class-balanced subset of dev (ABHINAYA: 326 per class).
+    balanced_dev_per_class: utterances per class in that subset (default: the rarest class's count).
+    eval_batch_size: batch size for dev and prediction (default: 2 * batch_size).
+    bucket_multiplier: length bucketing: batches are formed within random pools of batch_size * this.
+    checkpoint_every: also checkpoint every this many optimizer steps within an epoch (0 = epoch ends only).
+    num_workers: data-loader worker processes.
+    threads: torch CPU threads (0 = torch's default).
+    progress: show progress bars.
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 1
+    encoder_lr: float = 3e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    seed: int = 0
+    patience: int = 0
+    selection_metric: str = "macro_f1"
+    balanced_dev: bool = False
+    balanced_dev_per_class: int | None = None
+    eval_batch_size: int | None = None
+    bucket_multiplier: int = 50
+    checkpoint_every: int = 0
+    num_workers: int = 0
+    threads: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.selection_metric not in ("macro_f1", "ua", "wa", "weighted_f1"):
+            raise ValueError(f"selection_metric must be macro_f1, ua, wa or weighted_f1, got {self.selection_metric!r}")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
