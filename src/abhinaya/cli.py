@@ -143,7 +143,10 @@ def cmd_models(args) -> int:
         for name in registry.OFFLINE_MODELS:
             print(name)
         return 0
-    path = registry.prepare_offline_model(args.name, cache_dir=args.cache_dir, force=args.force)
+    try:
+        path = registry.prepare_offline_model(args.name, cache_dir=args.cache_dir, force=args.force)
+    except ImportError as err:  # the weight packages are not installed
+        raise CLIError(str(err)) from None
     print(f"{args.name}: {path}")
     return 0
 

@@ -176,6 +176,8 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.accelerator = accelerator = Accelerator(
+            # cpu=True on machines without CUDA makes a multi-process launch use gloo (MULTI_CPU)
+            cpu=not torch.cuda.is_available(),
             gradient_accumulation_steps=cfg.grad_accum,
             mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
@@ -233,28 +235,34 @@ class Trainer:
         )
 
         # ---- state (fresh or resumed)
-        state = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0}
+        state = {
+            "epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0,
+            "loss_sum": 0.0, "loss_count": 0,
+        }
         history: list[dict] = []
         if self.resume and self._train_state_path().is_file():
             saved = load_nested_state(self._train_state_path())
             accelerator.unwrap_model(model).load_state_dict(
                 load_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors")
             )
-            optimizer.optimizer.load_state_dict(saved["optimizer"]) if hasattr(optimizer, "optimizer") else optimizer.load_state_dict(saved["optimizer"])
+            getattr(optimizer, "optimizer", optimizer).load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             torch.set_rng_state(saved["torch_rng"])
             state.update(json.loads(saved["progress"]))
-            history = [json.loads(line) for line in (self.run_dir / runs.METRICS_JSONL).read_text().splitlines() if line.strip()] if (self.run_dir / runs.METRICS_JSONL).is_file() else []
+            metrics_file = self.run_dir / runs.METRICS_JSONL
+            if metrics_file.is_file():
+                history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
             self.log(f"resuming at epoch {state['epoch'] + 1}, batch {state['batches_done']} (best so far: epoch {state['best_epoch']})")
         elif accelerator.is_main_process:
             runs.save_recipe(self.run_dir, recipe)
             label_set.save(self.run_dir / runs.LABELS_FILE)
-            write_manifest(self.run_dir / "data" / "splits.jsonl", train_utts + dev_utts)
+            # every utterance with the split it had in this run (speaker hold-outs applied)
+            write_manifest(self.run_dir / "data" / "splits.jsonl", utterances)
         accelerator.wait_for_everyone()
 
         def save_checkpoint():
             if accelerator.is_main_process:
-                inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+                inner = getattr(optimizer, "optimizer", optimizer)
                 save_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors", accelerator.unwrap_model(model).state_dict())
                 save_nested_state(
                     self._train_state_path(),
@@ -276,8 +284,10 @@ class Trainer:
             train_set.set_epoch(epoch)
             model.train()
             epoch_loader = accelerator.skip_first_batches(loader, state["batches_done"]) if state["batches_done"] else loader
+            # Accelerate's loaders call set_epoch(their own iteration count) when iterated, which restarts at 0
+            # after a resume: pin it to the true epoch so data order and augmentation match an uninterrupted run.
+            epoch_loader.set_epoch(epoch)
             epoch_start = time.perf_counter()
-            loss_sum, loss_count = 0.0, 0
             bar = tqdm(
                 total=len(loader), initial=state["batches_done"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
                 disable=not (cfg.progress and accelerator.is_main_process), leave=False, unit="batch",
@@ -295,16 +305,18 @@ class Trainer:
                     if accelerator.sync_gradients:
                         scheduler.step()
                         state["global_step"] += 1
-                loss_sum += float(loss.detach())
-                loss_count += 1
+                state["loss_sum"] += float(loss.detach())
+                state["loss_count"] += 1
                 state["batches_done"] += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+                bar.set_postfix(loss=f"{state['loss_sum'] / state['loss_count']:.4f}")
                 if cfg.checkpoint_every and accelerator.sync_gradients and state["global_step"] % cfg.checkpoint_every == 0:
                     save_checkpoint()
             bar.close()
             train_seconds = time.perf_counter() - epoch_start
-            mean_loss = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=accelerator.device), "sum")
+            mean_loss = accelerator.reduce(
+                torch.tensor([state["loss_sum"], float(state["loss_count"])], device=accelerator.device), "sum"
+            )
             record = {
                 "epoch": epoch + 1,
                 "train_loss": float(mean_loss[0] / max(mean_loss[1], 1)),
@@ -338,8 +350,7 @@ class Trainer:
                 state["bad_epochs"] += 1
             record["best"] = improved
             history.append(record)
-            state["epoch"] = epoch + 1
-            state["batches_done"] = 0
+            state.update(epoch=epoch + 1, batches_done=0, loss_sum=0.0, loss_count=0)
             if accelerator.is_main_process:
                 self._write_metrics(history)
                 dev_text = f", dev {cfg.selection_metric} {record[cfg.selection_metric]:.4f}" if dev_set is not None else ""
@@ -366,6 +377,7 @@ class Trainer:
             (self.run_dir / runs.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             self._log(f"done: best epoch {state['best_epoch']}; run folder {self.run_dir}")
         accelerator.wait_for_everyone()
+        accelerator.end_training()  # tear the process group down together; one rank leaving first can abort another
         return summary
 
     def _write_metrics(self, history: list[dict]) -> None:

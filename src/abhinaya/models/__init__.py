@@ -1,0 +1,1 @@
+"""Speech, text and speech-LLM models: encoders, pooling and classification heads."""

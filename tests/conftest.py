@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny random-weight pretrained folders (no model hub)."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_WHISPER = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 2,
+    "decoder_ffn_dim": 64,
+    "num_mel_bins": 80,
+    "max_source_positions": 1500,
+    "max_target_positions": 32,
+    "vocab_size": 64,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "decoder_start_token_id": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory):
+    """A folder holding a tiny random Whisper in the transformers layout,
+    standing in for a pretrained checkpoint."""
+    import torch
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny-whisper"
+    WhisperModel(WhisperConfig(**TINY_WHISPER)).save_pretrained(path)
+    return path

@@ -1,0 +1,352 @@
+import dataclasses
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+
+WHISPER_TINY = {
+    "model_type": "whisper",
+    "d_model": 32,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 2,
+    "decoder_ffn_dim": 64,
+    "num_mel_bins": 80,
+    "max_source_positions": 1500,
+    "max_target_positions": 32,
+    "vocab_size": 64,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "decoder_start_token_id": 1,
+    "begin_suppress_tokens": None,
+}
+
+# Layer-normalised CNN and stable layer norm: the WavLM variant that takes an attention mask (as WavLM-Large).
+WAVLM_TINY = {
+    "model_type": "wavlm",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 4],
+    "conv_kernel": [10, 8],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "mask_time_prob": 0.0,
+    "layerdrop": 0.0,
+}
+
+# transformers' WavLM attention mixes a boolean padding mask with a float position bias; torch warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+
+ENCODERS = {"whisper": WHISPER_TINY, "wavlm": WAVLM_TINY}
+
+
+def make_model(kind="whisper", seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = SSLClassifierConfig(encoder_config=dict(ENCODERS[kind]), attention_dim=16, head_hidden=16, **overrides)
+    return SSLClassifier(config)
+
+
+def batch(lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    waves = torch.zeros(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        waves[i, :n] = 0.1 * torch.randn(n, generator=generator)
+    return waves, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wavlm"])
+def test_output_shape(kind):
+    model = make_model(kind).eval()
+    waves, lengths = batch([8000, 5200])
+    with torch.no_grad():
+        logits = model(waves, lengths)
+    assert logits.shape == (2, 8)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("kind", "short", "long"), [("whisper", 8180, 20000), ("wavlm", 3333, 6001)])
+def test_padding_does_not_change_logits(kind, short, long):
+    model = make_model(kind).eval()
+    waves, lengths = batch([short, long], seed=3)
+    with torch.no_grad():
+        together = model(waves, lengths)
+        alone_short = model(waves[:1, :short], lengths[:1])
+        alone_long = model(waves[1:], lengths[1:])
+        # Garbage in the padding region must not matter either.
+        noisy = waves.clone()
+        noisy[0, short:] = torch.randn(long - short)
+        together_noisy = model(noisy, lengths)
+    torch.testing.assert_close(together[0], alone_short[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(together[1], alone_long[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(together_noisy, together, rtol=0, atol=1e-5)
+
+
+def test_whisper_log_mel_matches_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    model = make_model("whisper")
+    waves, lengths = batch([8250], seed=5)
+    mel, frames = model.log_mel(waves, lengths)
+    assert frames.tolist() == [8250 // 160]
+    reference = WhisperFeatureExtractor(feature_size=80)(waves[0].numpy(), sampling_rate=16000, return_tensors="np")
+    expected = reference["input_features"][0, :, : frames[0]]
+    assert mel.shape == (1, 80, frames[0])
+    np.testing.assert_allclose(mel[0].numpy(), expected, atol=2e-4)
+
+
+def test_whisper_log_mel_ignores_the_padding():
+    model = make_model("whisper")
+    # 8180 samples: the last frame's window reaches 20 samples past the end of the utterance.
+    waves, lengths = batch([8180, 12000], seed=6)
+    waves[0, 8180:] = torch.randn(12000 - 8180)
+    mel, frames = model.log_mel(waves, lengths)
+    alone, alone_frames = model.log_mel(waves[:1, :8180], lengths[:1])
+    assert frames.tolist() == [51, 75] and alone_frames.tolist() == [51]
+    torch.testing.assert_close(mel[0, :, :51], alone[0], rtol=0, atol=1e-6)
+    assert torch.all(mel[0, :, 51:] == 0)
+
+
+def test_whisper_path_matches_stock_encoder_on_a_full_window():
+    model = make_model("whisper").eval()
+    mel = torch.randn(1, 80, 3000)
+    with torch.no_grad():
+        ours, mask = model.whisper_hidden_states_from_mel(mel, torch.tensor([3000]))
+        stock = model.encoder(mel, output_hidden_states=True)
+    assert mask.shape == (1, 1500) and mask.all()
+    assert len(stock.hidden_states) == model.num_hidden_states == 3
+    for i, expected in enumerate(stock.hidden_states):
+        torch.testing.assert_close(ours[i], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[2], stock.last_hidden_state, rtol=1e-5, atol=1e-5)
+
+
+def test_whisper_frames_are_true_length_not_30_s():
+    model = make_model("whisper").eval()
+    waves, lengths = batch([16000, 9000])
+    with torch.no_grad():
+        states, mask = model.hidden_states(waves, lengths)
+    # 16000 samples -> 100 mel frames -> 50 encoder frames; 9000 -> 56 -> 28.
+    assert mask.shape == (2, 50)
+    assert mask.sum(dim=1).tolist() == [50, 28]
+    assert all(s.shape == (2, 50, 32) for s in states.values())
+
+
+def test_whisper_input_over_30_s_is_an_error_or_cropped():
+    thirty = 30 * 16000
+    waves, lengths = batch([thirty + 160, 16000], seed=7)
+    model = make_model("whisper").eval()
+    with pytest.raises(ValueError, match="30 s"):
+        model(waves, lengths)
+    # Exactly 30 s is accepted.
+    with torch.no_grad():
+        model(waves[:1, :thirty], torch.tensor([thirty]))
+
+    cropping = make_model("whisper", long_input="crop").eval()
+    with torch.no_grad():
+        cropped = cropping(waves, lengths)
+        first_30_s = cropping(waves[:1, :thirty], torch.tensor([thirty]))
+    torch.testing.assert_close(cropped[0], first_30_s[0], rtol=0, atol=1e-5)
+
+
+def _grad_status(model, waves, lengths):
+    model.train()
+    model.zero_grad()
+    model(waves, lengths).sum().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.any(p.grad != 0), f"no gradient reached trainable {name}"
+        else:
+            assert p.grad is None, f"frozen {name} received a gradient"
+    return {name: p.requires_grad for name, p in model.named_parameters()}
+
+
+def _trainable(status, prefix):
+    values = [v for name, v in status.items() if name.startswith(prefix)]
+    assert values, prefix
+    return set(values)
+
+
+@pytest.mark.parametrize(
+    ("kind", "overrides", "frozen", "trainable"),
+    [
+        ("whisper", {"freeze": "none"}, [], ["encoder.conv1.", "encoder.layers.0.", "encoder.layer_norm."]),
+        ("whisper", {}, ["encoder.conv1.", "encoder.conv2.", "encoder.embed_positions."], ["encoder.layers.0."]),
+        (
+            "whisper",
+            {"freeze_layers": 1},
+            ["encoder.conv1.", "encoder.layers.0."],
+            ["encoder.layers.1.", "encoder.layer_norm."],
+        ),
+        ("whisper", {"freeze": "encoder"}, ["encoder."], ["layer_weights", "pooling.", "head."]),
+        ("wavlm", {}, ["encoder.feature_extractor."], ["encoder.feature_projection.", "encoder.encoder.layers.0."]),
+        (
+            "wavlm",
+            {"freeze_layers": 1},
+            ["encoder.feature_extractor.", "encoder.feature_projection.", "encoder.encoder.layers.0."],
+            ["encoder.encoder.layers.1.", "encoder.encoder.layer_norm."],
+        ),
+        ("wavlm", {"freeze": "encoder"}, ["encoder."], ["head."]),
+    ],
+)
+def test_gradients_reach_exactly_the_trainable_parameters(kind, overrides, frozen, trainable):
+    model = make_model(kind, **overrides)
+    waves, lengths = batch([6000, 4000])
+    status = _grad_status(model, waves, lengths)
+    for prefix in frozen:
+        assert _trainable(status, prefix) == {False}, prefix
+    for prefix in trainable + ["head.", "pooling."]:
+        assert _trainable(status, prefix) == {True}, prefix
+    # Frozen parts stay in eval mode while the model trains.
+    for name, module in model.named_modules():
+        params = list(module.parameters())
+        if name.startswith("encoder") and params and not any(p.requires_grad for p in params):
+            assert not module.training, name
+    assert model.head.training
+
+
+def test_layers_above_the_selected_layer_are_frozen_and_not_run():
+    model = make_model("whisper", layer=1)
+    assert model.layer_weights is None
+    assert model.layer_indices == [1]
+    assert not any(p.requires_grad for p in model.encoder.layers[1].parameters())
+    assert not any(p.requires_grad for p in model.encoder.layer_norm.parameters())
+    waves, lengths = batch([6000, 4000])
+    _grad_status(model, waves, lengths)
+
+
+def test_selected_layer_equals_a_saturated_weighted_sum():
+    for kind in ("whisper", "wavlm"):
+        mixed = make_model(kind, freeze="none").eval()
+        with torch.no_grad():
+            mixed.layer_weights.copy_(torch.tensor([-1e4, 1e4, -1e4]))
+        single = SSLClassifier(dataclasses.replace(mixed.config, layer=1)).eval()
+        state = {k: v for k, v in mixed.state_dict().items() if k != "layer_weights"}
+        single.load_state_dict(state, strict=True)
+        waves, lengths = batch([7000, 5000])
+        with torch.no_grad():
+            torch.testing.assert_close(mixed(waves, lengths), single(waves, lengths), rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_sum_uses_softmax_of_layer_weights():
+    model = make_model("whisper", layers=[0, -1]).eval()
+    assert model.layer_indices == [0, 2]
+    assert model.layer_weights.shape == (2,)
+    with torch.no_grad():
+        model.layer_weights.copy_(torch.tensor([0.3, -0.2]))
+        waves, lengths = batch([5000])
+        states, _ = model.hidden_states(waves, lengths)
+        w = torch.softmax(torch.tensor([0.3, -0.2]), dim=0)
+        torch.testing.assert_close(model.mix_layers(states), w[0] * states[0] + w[1] * states[2])
+
+
+def test_mean_std_pooling_option():
+    model = make_model("whisper", pooling="mean_std").eval()
+    assert not list(model.pooling.parameters())
+    with torch.no_grad():
+        assert model(*batch([4000, 3000])).shape == (2, 8)
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wavlm"])
+def test_param_groups_cover_every_trainable_parameter_once(kind):
+    model = make_model(kind, freeze_layers=1)
+    groups = model.param_groups(encoder_lr=1e-5, head_lr=1e-3, weight_decay=0.01)
+    seen = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert len(seen) == len(set(seen))
+    assert set(seen) == set(trainable)
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    for g in groups:
+        in_encoder = {id(p) in encoder_ids for p in g["params"]}
+        assert in_encoder == {g["name"].startswith("encoder")}
+        assert g["lr"] == (1e-5 if g["name"].startswith("encoder") else 1e-3)
+        assert g["weight_decay"] == (0.0 if g["name"].endswith("no_decay") else 0.01)
+    torch.optim.AdamW(groups)
+
+
+def test_state_dict_round_trip_is_strict():
+    source = make_model("whisper", seed=1).eval()
+    target = make_model("whisper", seed=2).eval()
+    state = source.state_dict()
+    assert not any("mel_filters" in k or "window" in k for k in state)
+    target.load_state_dict(state, strict=True)
+    waves, lengths = batch([5000, 3000])
+    with torch.no_grad():
+        torch.testing.assert_close(source(waves, lengths), target(waves, lengths))
+    with pytest.raises(RuntimeError):
+        target.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")}, strict=True)
+
+
+def test_from_pretrained_encoder_loads_encoder_weights(tmp_path, monkeypatch):
+    from transformers import AutoConfig, WhisperModel
+
+    kwargs = {k: v for k, v in WHISPER_TINY.items() if k != "model_type"}
+    torch.manual_seed(11)
+    pretrained = WhisperModel(AutoConfig.for_model("whisper", **kwargs))
+    pretrained.save_pretrained(tmp_path / "tiny-whisper")
+
+    fake_cache = types.ModuleType("abhinaya.models.cache")
+    fake_cache.resolve_model_path = lambda name: tmp_path / name
+    monkeypatch.setitem(sys.modules, "abhinaya.models.cache", fake_cache)
+
+    model = SSLClassifier.from_pretrained_encoder(SSLClassifierConfig(encoder="tiny-whisper", num_labels=3))
+    assert model.encoder_type == "whisper"
+    assert model.config.encoder_config["d_model"] == 32
+    expected = pretrained.encoder.state_dict()
+    for key, value in model.encoder.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+    rebuilt = SSLClassifier(model.config)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert rebuilt(*batch([3000])).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "encoder_config",
+    [
+        {"model_type": "wav2vec2", **{k: v for k, v in WAVLM_TINY.items() if k not in ("model_type",)},
+         "feat_extract_norm": "group", "do_stable_layer_norm": False},
+        {"model_type": "hubert", **{k: v for k, v in WAVLM_TINY.items() if k not in ("model_type",)}},
+    ],
+    ids=["wav2vec2-group-norm", "hubert-layer-norm"],
+)
+def test_other_wav2vec2_family_encoders_run(encoder_config):
+    model = SSLClassifier(SSLClassifierConfig(encoder_config=encoder_config, attention_dim=8, head_hidden=8)).eval()
+    with torch.no_grad():
+        assert model(*batch([4000, 2500])).shape == (2, 8)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="pooling"):
+        SSLClassifierConfig(pooling="max")
+    with pytest.raises(ValueError, match="freeze"):
+        SSLClassifierConfig(freeze="cnn")
+    with pytest.raises(ValueError, match="either layer"):
+        SSLClassifierConfig(layer=1, layers=[0, 1])
+    with pytest.raises(ValueError, match="encoder_config"):
+        SSLClassifier(SSLClassifierConfig())
+    with pytest.raises(ValueError, match="out of range"):
+        make_model("whisper", layer=3)
+    with pytest.raises(ValueError, match="freeze_layers"):
+        make_model("whisper", freeze_layers=3)
+
+
+def test_bad_lengths_are_errors():
+    model = make_model("whisper").eval()
+    waves, _ = batch([4000, 4000])
+    with pytest.raises(ValueError, match="exceed"):
+        model(waves, torch.tensor([4000, 4001]))
+    with pytest.raises(ValueError, match="at least one sample"):
+        model(waves, torch.tensor([4000, 0]))
+    with torch.no_grad():
+        assert model(waves).shape == (2, 8)
