@@ -37,3 +37,32 @@ def tiny_whisper_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-whisper"
     WhisperModel(WhisperConfig(**TINY_WHISPER)).save_pretrained(path)
     return path
+
+
+TINY_WAVLM = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 4],
+    "conv_kernel": [10, 8],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "mask_time_prob": 0.0,
+    "layerdrop": 0.0,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm_dir(tmp_path_factory):
+    """A tiny random WavLM (layer-normalised CNN, as WavLM-Large) standing in for WavLM-Large."""
+    import torch
+    from transformers import WavLMConfig, WavLMModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny-wavlm"
+    WavLMModel(WavLMConfig(**TINY_WAVLM)).save_pretrained(path)
+    return path

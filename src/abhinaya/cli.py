@@ -159,7 +159,12 @@ def cmd_demo(args) -> int:
         raise CLIError("--corpus selects the layout of --data; without --data the demo runs every miniature corpus")
     if args.corpus not in DEMO_CORPORA:
         raise CLIError(f"unknown corpus {args.corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
-    run_demo(data=args.data, corpus=args.corpus, workdir=args.workdir, keep=args.keep, progress=not args.no_progress)
+    if args.s1_epochs < 0:
+        raise CLIError("--s1-epochs must be 0 (skip S1) or more")
+    run_demo(
+        data=args.data, corpus=args.corpus, workdir=args.workdir, keep=args.keep,
+        progress=not args.no_progress, s1_epochs=args.s1_epochs,
+    )
     return 0
 
 
@@ -170,6 +175,7 @@ def cmd_not_built(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .corpora import PREPARERS
+    from .demo import DEMO_S1_EPOCHS
 
     parser = argparse.ArgumentParser(
         prog="abhinaya",
@@ -255,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="keep all outputs in this folder")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--s1-epochs", type=int, default=DEMO_S1_EPOCHS,
+                   help=f"epochs of the brief S1 fine-tuning (default {DEMO_S1_EPOCHS}; 0 skips S1)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -34,6 +34,9 @@ from .splits import apply_speaker_split, check_speaker_independence, holdout_spe
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
 DEMO_CORPORA = SPEECH_CORPORA + TEXT_CORPORA
+# Corpora on which the demo fine-tunes S1 (the miniature MSP-Podcast and EmoDB sets are too small to mean much).
+S1_CORPORA = ("ravdess", "csv")
+DEMO_S1_EPOCHS = 4
 
 
 @dataclass
@@ -65,7 +68,9 @@ def _speaker_independent(utterances: list[Utterance], log) -> list[Utterance]:
     return split
 
 
-def _speech_members(utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool) -> DemoResult:
+def _speech_members(
+    utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool, s1_table=None
+) -> DemoResult:
     result = DemoResult(outdir)
     train = [u for u in split_utterances(utterances, "train") if u.label is not None]
     evaluate_on = split_utterances(utterances, eval_split)
@@ -84,7 +89,13 @@ def _speech_members(utterances, label_set: LabelSet, outdir: Path, eval_split: s
         result.reports[name] = evaluate_predictions(table, utterances)
     for problem in cache.errors:
         log(f"skipped: {problem}")
-    vote = combine(tables, "majority", tiebreak=0)
+    tiebreak = 0
+    if s1_table is not None:
+        # S1 votes with the baselines and, as the strongest member, wins ties.
+        tables.insert(0, s1_table)
+        result.files["s1"] = Path(s1_table.source)
+        result.reports["s1"] = evaluate_predictions(s1_table, utterances)
+    vote = combine(tables, "majority", tiebreak=tiebreak)
     result.files["vote"] = write_predictions(outdir / "vote.csv", vote)
     result.reports["vote (majority)"] = evaluate_predictions(vote, utterances)
     soft = combine(tables, "soft")
@@ -95,6 +106,57 @@ def _speech_members(utterances, label_set: LabelSet, outdir: Path, eval_split: s
         report["confusion_matrix"], report["labels"], outdir / "vote-confusion.png", title="majority vote"
     )
     return result
+
+
+def _s1_encoder(workdir: Path, log) -> str:
+    """Whisper-base from the offline weight packages (prepared once into the
+    model cache); without them, a tiny random-weight Whisper so that the
+    pipeline still runs (its scores then mean nothing, and the log says so)."""
+    try:
+        from .models.registry import prepare_offline_model
+
+        return str(prepare_offline_model("whisper-base", progress=False))
+    except (ImportError, ValueError, OSError) as err:
+        log(f"note: Whisper-base is not available ({str(err).splitlines()[0]}); S1 uses a tiny random-weight Whisper")
+        from transformers import WhisperConfig, WhisperModel
+
+        folder = workdir / "tiny-whisper"
+        if not folder.is_dir():
+            tiny = WhisperConfig(
+                d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
+                decoder_attention_heads=2, decoder_ffn_dim=128, vocab_size=64, max_target_positions=32,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+            )
+            WhisperModel(tiny).save_pretrained(folder)
+        return str(folder)
+
+
+def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
+    """Fine-tune S1 briefly (a demo, not a recipe) and predict the evaluation split."""
+    from .data import AudioConfig
+    from .experiment import DataConfig
+    from .inference import predict_utterances
+    from .manifest import read_manifest
+    from .members.s1 import S1Recipe
+    from .models.ssl_classifier import SSLClassifierConfig
+    from .runs import load_run
+    from .training import train
+    from .training_config import TrainConfig
+
+    run_dir = outdir / "s1-run"
+    recipe = S1Recipe(
+        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(split_manifest)),
+        audio=AudioConfig(train_crop_seconds=2.0, gain_jitter_db=3.0),
+        model=SSLClassifierConfig(encoder=_s1_encoder(outdir.parent, log), freeze_layers=2, head_hidden=128),
+        train=TrainConfig(epochs=epochs, batch_size=8, head_lr=2e-3, encoder_lr=5e-5, progress=progress),
+    )
+    resume = (run_dir / "config.yaml").is_file()
+    train(recipe, run_dir, resume=resume, log=lambda message: log(f"  s1: {message}"))
+    run = load_run(run_dir)
+    evaluate_on = [u for u in read_manifest(split_manifest) if u.split == eval_split]
+    table = predict_utterances(run, evaluate_on, progress=progress, report=log)
+    table.source = str(write_predictions(outdir / "s1.csv", table))
+    return table
 
 
 def _text_members(utterances, label_set: LabelSet, outdir: Path, eval_split: str, log) -> DemoResult:
@@ -113,7 +175,9 @@ def _label_set(corpus: str, utterances: list[Utterance]) -> LabelSet:
     return LabelSet.from_labels([u.label for u in utterances], order=order)
 
 
-def run_corpus(corpus: str, src: Path, workdir: Path, log=print, progress: bool = True) -> DemoResult:
+def run_corpus(
+    corpus: str, src: Path, workdir: Path, log=print, progress: bool = True, s1_epochs: int = 0
+) -> DemoResult:
     """Prepare ``src`` as ``corpus`` and run every stage on it."""
     if corpus not in DEMO_CORPORA:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
@@ -136,8 +200,13 @@ def run_corpus(corpus: str, src: Path, workdir: Path, log=print, progress: bool 
         write_manifest(outdir / "manifest.split.jsonl", utterances)
         labelled_test = [u for u in split_utterances(utterances, "test") if u.label is not None]
         eval_split = "test" if labelled_test else "dev"
-        start = _stage(log, f"{corpus}: speech members and votes")
-        result = _speech_members(utterances, label_set, outdir, eval_split, log, progress)
+        s1_table = None
+        if s1_epochs > 0 and corpus in S1_CORPORA:
+            start = _stage(log, f"{corpus}: S1 (speech encoder, fine-tuned for {s1_epochs} epoch(s))")
+            s1_table = _s1_member(outdir / "manifest.split.jsonl", corpus, outdir, eval_split, s1_epochs, log, progress)
+            log(f"done in {time.perf_counter() - start:.1f} s")
+        start = _stage(log, f"{corpus}: baselines and votes")
+        result = _speech_members(utterances, label_set, outdir, eval_split, log, progress, s1_table)
         if corpus == "msp-podcast":
             submission = [u for u in utterances if u.split and u.split.startswith("test")]
             model = result.models["mel-logreg"]
@@ -155,6 +224,7 @@ def run_demo(
     keep: bool = False,
     log=print,
     progress: bool = True,
+    s1_epochs: int = DEMO_S1_EPOCHS,
 ) -> dict[str, DemoResult]:
     """Run the demo; returns the results per corpus. The working folder is
     removed afterwards unless ``keep`` or ``workdir`` is given."""
@@ -167,7 +237,7 @@ def run_demo(
             data = Path(data)
             if not data.exists():
                 raise FileNotFoundError(f"{data}: corpus folder not found")
-            results[corpus] = run_corpus(corpus, data, root, log, progress)
+            results[corpus] = run_corpus(corpus, data, root, log, progress, s1_epochs)
         else:
             start = _stage(log, f"writing miniature corpora to {root / 'corpora'}")
             sources = {
@@ -178,7 +248,7 @@ def run_demo(
             }
             log(f"done in {time.perf_counter() - start:.1f} s")
             for name, src in sources.items():
-                results[name] = run_corpus(name, Path(src), root, log, progress)
+                results[name] = run_corpus(name, Path(src), root, log, progress, s1_epochs)
         reports = {f"{corpus_name}/{member}": report for corpus_name, res in results.items() for member, report in res.reports.items()}
         log("\n== results (speaker-independent; macro-F1 is the headline metric)")
         log(format_metrics_table(reports))

@@ -45,6 +45,8 @@ def resolve_model_path(name_or_path: str | Path, cache_dir: str | Path | None = 
     - an existing folder is returned as is;
     - a known offline name (``OFFLINE_MODEL_FOLDERS``, e.g. ``"whisper-base"``) maps to
       its prepared folder in the cache (``cache_dir`` or ``model_cache_dir()``);
+    - a hub id (``org/name``) maps to its copy in the local Hugging Face cache, if one
+      was downloaded there before (nothing is fetched);
     - anything else is an error: no model hub is used, so weights must be local.
     """
     candidate = Path(name_or_path).expanduser()
@@ -69,12 +71,30 @@ def resolve_model_path(name_or_path: str | Path, cache_dir: str | Path | None = 
             )
         return folder
 
+    hub_cached = _hub_cache_snapshot(name)
+    if hub_cached is not None:
+        return hub_cached
     known = ", ".join(sorted(OFFLINE_MODEL_FOLDERS))
     raise ModelNotAvailableError(
         f"{name!r} is neither a local folder nor a known offline model ({known}). "
         "No model hub is used: download the model elsewhere, copy its folder here and pass that path, "
         "or prepare a known offline model with `abhinaya models prepare NAME`."
     )
+
+
+def _hub_cache_snapshot(repo_id: str) -> Path | None:
+    """The folder of ``repo_id`` (``org/name``) in the local Hugging Face cache,
+    if a copy was downloaded there before; nothing is fetched."""
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not in the cache (or the cache is unreadable)
+        return None
 
 
 def staging_dir_for(final: Path) -> Path:

@@ -1,0 +1,193 @@
+"""Speaker-independent cross-validation of S1 against a frozen-encoder baseline.
+
+    python benchmarks/cv.py --corpus ravdess --data ../shared/data/ravdess --out runs/cv-ravdess
+    python benchmarks/cv.py --corpus emodb --data ../shared/data/emodb --folds 4 --out runs/cv-emodb
+
+Folds are contiguous blocks of the sorted speakers (RAVDESS, 5 folds: actors
+1-4, 5-8, 9-12, 13-16, 17-20; EmoDB, 4 folds of two speakers). For each fold
+the test speakers are never trained on or used for selection; the dev
+speakers (for S1's model selection and the baseline's layer choice) are taken
+from the next fold and are not trained on either.
+
+Members, side by side on the same folds:
+- ``frozen``: the frozen Whisper-base encoder on the true length of the audio,
+  mean+std pooling of one hidden layer (chosen on dev), logistic regression.
+- ``s1``: the shipped recipe (``--recipe``), trained per fold with ``abhinaya train``.
+
+Per-fold and mean macro-F1, UA and WA are written to ``OUT/results.json`` and
+printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def folds_for(corpus: str, data: Path, num_folds: int):
+    from abhinaya.corpora import PREPARERS
+    from abhinaya.splits import sorted_speakers, speaker_folds
+
+    utterances = PREPARERS[corpus](data, check="header").utterances
+    folds = speaker_folds(sorted_speakers(utterances), num_folds)
+    plans = []
+    for k, test in enumerate(folds):
+        following = folds[(k + 1) % num_folds]
+        dev = following[-2:] if len(following) > 2 else following[-1:]
+        plans.append({"fold": k + 1, "test": test, "dev": dev})
+    return utterances, plans
+
+
+def frozen_features(utterances, cache: Path, encoder: str = "whisper-base") -> dict[str, np.ndarray]:
+    """(layers, 2*D) mean+std of every hidden state, per utterance, cached."""
+    if cache.is_file():
+        data = np.load(cache)
+        return {k: data[k] for k in data.files}
+    import torch
+    from tqdm import tqdm
+
+    from abhinaya.data import AudioDataset, collate_audio
+    from abhinaya.models.pooling import MeanStdPooling
+    from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+    from abhinaya.data import LengthBucketSampler as Sampler
+
+    model = SSLClassifier.from_pretrained_encoder(SSLClassifierConfig(encoder=encoder, freeze="encoder")).eval()
+    dataset = AudioDataset(utterances, None, train=False)
+    pool = MeanStdPooling()
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for indices in tqdm(list(Sampler(dataset.lengths, 16, shuffle=False)), desc="frozen features"):
+            batch = collate_audio([dataset[i] for i in indices])
+            states, mask = model.hidden_states(batch["waveforms"], batch["lengths"])
+            stacked = torch.stack([pool(states[i], mask) for i in sorted(states)], dim=1)  # (B, L, 2D)
+            for j, utt_id in enumerate(batch["ids"]):
+                out[utt_id] = stacked[j].numpy()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def run_frozen(utterances, plan, features, labels) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from abhinaya.metrics import classification_report
+
+    def subset(speakers):
+        chosen = [u for u in utterances if u.speaker in speakers]
+        return np.stack([features[u.id] for u in chosen]), [u.label for u in chosen]
+
+    held = set(plan["test"]) | set(plan["dev"])
+    train_speakers = {u.speaker for u in utterances} - held
+    x_train, y_train = subset(train_speakers)
+    x_dev, y_dev = subset(set(plan["dev"]))
+    x_test, y_test = subset(set(plan["test"]))
+
+    def fit(x, y):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced")).fit(x, y)
+
+    dev_scores = []
+    for layer in range(x_train.shape[1]):
+        model = fit(x_train[:, layer], y_train)
+        dev_scores.append(classification_report(y_dev, list(model.predict(x_dev[:, layer])), labels)["macro_f1"])
+    best = int(np.argmax(dev_scores))
+    model = fit(np.concatenate([x_train[:, best], x_dev[:, best]]), y_train + y_dev)
+    report = classification_report(y_test, list(model.predict(x_test[:, best])), labels)
+    return {"layer": best, **{k: report[k] for k in ("macro_f1", "ua", "wa")}}
+
+
+def run_s1(plan, args, out: Path) -> dict:
+    from abhinaya.evaluation import evaluate_predictions
+    from abhinaya.manifest import read_manifest
+    from abhinaya.predictions import read_predictions
+
+    run = out / f"s1-fold{plan['fold']}"
+    sets = [
+        f"data.root={Path(args.data).resolve()}",
+        f"data.dev_speakers={json.dumps(plan['dev'])}",
+        f"data.test_speakers={json.dumps(plan['test'])}",
+        "train.progress=false",
+    ] + list(args.set or [])
+    cmd = [sys.executable, "-m", "abhinaya.cli", "train", args.recipe, "-o", str(run)]
+    for item in sets:
+        cmd += ["--set", item]
+    if (run / "summary.json").is_file():
+        pass  # finished earlier: reuse
+    else:
+        if (run / "config.yaml").is_file():
+            cmd.append("--resume")
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    manifest = run / "data" / "splits.jsonl"
+    predictions = run / "test_predictions.csv"
+    subprocess.run(
+        [sys.executable, "-m", "abhinaya.cli", "predict", str(run), str(manifest), "--split", "test",
+         "-o", str(predictions), "--no-progress"],
+        check=True,
+    )
+    report = evaluate_predictions(read_predictions(predictions), read_manifest(manifest), split="test")
+    summary = json.loads((run / "summary.json").read_text())
+    return {"best_epoch": summary["best_epoch"], **{k: report[k] for k in ("macro_f1", "ua", "wa")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=["ravdess", "emodb"], required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--recipe", help="S1 recipe (default: recipes/<corpus>/s1.yaml)")
+    parser.add_argument("--members", default="frozen,s1", help="comma-separated: frozen, s1")
+    parser.add_argument("--only-folds", help="comma-separated fold numbers to run (default: all)")
+    parser.add_argument("--set", action="append", help="recipe override passed to abhinaya train")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    args.recipe = args.recipe or f"recipes/{args.corpus}/s1.yaml"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from abhinaya.labels import CORPUS_LABEL_SETS
+
+    labels = list(CORPUS_LABEL_SETS[args.corpus])
+    utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+    if args.only_folds:
+        wanted = {int(k) for k in args.only_folds.split(",")}
+        plans = [p for p in plans if p["fold"] in wanted]
+    members = args.members.split(",")
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    features = frozen_features(utterances, out / "frozen_features.npz") if "frozen" in members else None
+    for plan in plans:
+        key = f"fold{plan['fold']}"
+        entry = results.setdefault(key, {"test_speakers": plan["test"], "dev_speakers": plan["dev"]})
+        if "frozen" in members:
+            entry["frozen"] = run_frozen(utterances, plan, features, labels)
+        if "s1" in members:
+            entry["s1"] = run_s1(plan, args, out)
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
+        print(key, json.dumps(entry))
+
+    print("\n| fold | test speakers | " + " | ".join(f"{m} macro-F1 / UA / WA" for m in members) + " |")
+    print("|---|---|" + "---|" * len(members))
+    for key, entry in sorted(results.items()):
+        cells = []
+        for m in members:
+            r = entry.get(m)
+            cells.append(f"{r['macro_f1']:.3f} / {r['ua']:.3f} / {r['wa']:.3f}" if r else "—")
+        print(f"| {key} | {', '.join(entry['test_speakers'])} | " + " | ".join(cells) + " |")
+    for m in members:
+        rows = [e[m] for e in results.values() if m in e]
+        if rows:
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("macro_f1", "ua", "wa")}
+            print(f"mean {m} over {len(rows)} fold(s): " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+
+
+if __name__ == "__main__":
+    main()
