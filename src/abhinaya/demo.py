@@ -252,6 +252,9 @@ def run_demo(
         reports = {f"{corpus_name}/{member}": report for corpus_name, res in results.items() for member, report in res.reports.items()}
         log("\n== results (speaker-independent; macro-F1 is the headline metric)")
         log(format_metrics_table(reports))
+        if data is None:
+            log("(miniature synthetic corpora: these figures show that every stage works, not how well real emotion is"
+                " recognised; see BENCHMARKS.md for real corpora)")
         (root / "metrics.json").write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
         if keep or not own_tmp:
             log(f"\nall outputs kept in {root}")
