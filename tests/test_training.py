@@ -193,3 +193,12 @@ def test_two_processes_under_accelerate_launch(tmp_path, tiny_whisper_dir, corpu
     assert sorted(dev.ids) == expected  # 16 rows, no duplicates, none missing
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2
+
+
+def test_predict_names_an_empty_manifest(tmp_path):
+    from abhinaya.inference import InputError, gather_inputs
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty.jsonl: no utterances"):
+        gather_inputs([empty])

@@ -38,8 +38,10 @@ def gather_inputs(inputs: Iterable[str | Path], split: str | None = None) -> lis
                 raise InputError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
             utterances += [Utterance(id=f.stem, audio=str(f)) for f in files]
         elif path.suffix.lower() in (".jsonl", ".json"):
-            rows = read_manifest(path)
-            utterances += [u for u in rows if split is None or u.split == split]
+            rows = [u for u in read_manifest(path) if split is None or u.split == split]
+            if not rows:
+                raise InputError(f"{path}: no utterances" + (f" in split {split!r}" if split else ""))
+            utterances += rows
         elif path.suffix.lower() in AUDIO_EXTENSIONS:
             utterances.append(Utterance(id=path.stem, audio=str(path)))
         else:

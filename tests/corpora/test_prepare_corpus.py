@@ -58,7 +58,7 @@ def test_prepare_corpus_nothing_usable(tmp_path):
     assert not output.exists()
     (root / "03-01-01-01-01-01-01.wav").unlink()
     (root / "notes.wav").unlink()
-    with pytest.raises(PrepareError, match="no usable utterances"):
+    with pytest.raises(PrepareError, match="found nothing to prepare as ravdess"):
         prepare_corpus("ravdess", root, output)
 
 

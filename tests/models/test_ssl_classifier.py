@@ -8,43 +8,11 @@ import torch
 
 from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
 
-WHISPER_TINY = {
-    "model_type": "whisper",
-    "d_model": 32,
-    "encoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "decoder_layers": 1,
-    "decoder_attention_heads": 2,
-    "decoder_ffn_dim": 64,
-    "num_mel_bins": 80,
-    "max_source_positions": 1500,
-    "max_target_positions": 32,
-    "vocab_size": 64,
-    "pad_token_id": 0,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-    "decoder_start_token_id": 1,
-    "begin_suppress_tokens": None,
-}
+from conftest import TINY_WAVLM, TINY_WHISPER
 
+WHISPER_TINY = {"model_type": "whisper", **TINY_WHISPER, "begin_suppress_tokens": None}
 # Layer-normalised CNN and stable layer norm: the WavLM variant that takes an attention mask (as WavLM-Large).
-WAVLM_TINY = {
-    "model_type": "wavlm",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16, 16],
-    "conv_stride": [5, 4],
-    "conv_kernel": [10, 8],
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 2,
-    "feat_extract_norm": "layer",
-    "do_stable_layer_norm": True,
-    "mask_time_prob": 0.0,
-    "layerdrop": 0.0,
-}
+WAVLM_TINY = {"model_type": "wavlm", **TINY_WAVLM}
 
 # transformers' WavLM attention mixes a boolean padding mask with a float position bias; torch warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")

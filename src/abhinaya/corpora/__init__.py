@@ -106,6 +106,8 @@ def prepare_corpus(
         usable.append(utt)
 
     if not usable:
+        if not problems:
+            raise PrepareError(f"{src}: found nothing to prepare as {name} (is this the right folder and corpus layout?)")
         raise PrepareError(f"{src}: no usable utterances for {name} ({len(problems)} problem(s)){_problem_list(problems)}")
     if strict and problems:
         raise PrepareError(
