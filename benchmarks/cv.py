@@ -174,6 +174,8 @@ def main() -> None:
         results_file.write_text(json.dumps(results, indent=2) + "\n")
         print(key, json.dumps(entry))
 
+    # Report every member measured so far (a run of one member keeps the other's earlier results).
+    members = [m for m in ("frozen", "s1") if any(m in e for e in results.values())]
     print("\n| fold | test speakers | " + " | ".join(f"{m} macro-F1 / UA / WA" for m in members) + " |")
     print("|---|---|" + "---|" * len(members))
     for key, entry in sorted(results.items()):

@@ -5,6 +5,14 @@ import torch
 from abhinaya.models.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
 
 
+def trained_attentive(dim: int, attention_dim: int = 8) -> AttentiveStatisticsPooling:
+    """An attentive pooling whose scorer is no longer uniform, as after training."""
+    pooling = AttentiveStatisticsPooling(dim, attention_dim)
+    torch.nn.init.normal_(pooling.attention[2].weight)
+    torch.nn.init.normal_(pooling.attention[2].bias)
+    return pooling
+
+
 def test_lengths_to_mask():
     mask = lengths_to_mask(torch.tensor([3, 1, 0]), 4)
     expected = torch.tensor(
@@ -18,7 +26,7 @@ def test_lengths_to_mask():
 @pytest.mark.parametrize("pooling_cls", [AttentiveStatisticsPooling, MeanStdPooling])
 def test_padded_frames_have_no_effect(pooling_cls):
     torch.manual_seed(0)
-    pooling = pooling_cls(6) if pooling_cls is AttentiveStatisticsPooling else pooling_cls()
+    pooling = trained_attentive(6) if pooling_cls is AttentiveStatisticsPooling else pooling_cls()
     hidden = torch.randn(3, 10, 6)
     mask = lengths_to_mask(torch.tensor([10, 4, 7]), 10)
     out = pooling(hidden, mask)
@@ -38,18 +46,19 @@ def test_padded_frames_have_no_effect(pooling_cls):
 
 def test_attention_weights_sum_to_one_over_valid_frames():
     torch.manual_seed(1)
-    pooling = AttentiveStatisticsPooling(5, attention_dim=8)
+    pooling = trained_attentive(5)
     hidden = torch.randn(2, 6, 5)
     mask = lengths_to_mask(torch.tensor([6, 3]), 6)
     weights = pooling.attention_weights(hidden, mask)
     assert weights.shape == (2, 6)
     assert torch.all(weights[~mask] == 0)
     assert torch.all(weights[mask] > 0)
+    assert not torch.allclose(weights[0], torch.full((6,), 1 / 6))  # a trained scorer is not uniform
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(2))
 
 
 def test_fully_masked_row_is_finite_with_finite_gradients():
-    pooling = AttentiveStatisticsPooling(4, attention_dim=4)
+    pooling = trained_attentive(4, attention_dim=4)
     hidden = torch.randn(2, 3, 4, requires_grad=True)
     mask = torch.tensor([[True, True, False], [False, False, False]])
     out = pooling(hidden, mask)
@@ -78,12 +87,15 @@ def test_mean_std_matches_numpy():
     np.testing.assert_allclose(out[1, 2:], np.sqrt(1e-5), rtol=1e-5)
 
 
-def test_attentive_pooling_with_uniform_scores_equals_mean_std():
+def test_new_attentive_pooling_equals_mean_std_and_still_learns():
+    torch.manual_seed(2)
     pooling = AttentiveStatisticsPooling(3, attention_dim=4)
-    torch.nn.init.zeros_(pooling.attention[2].weight)
     hidden = torch.randn(2, 5, 3)
     mask = lengths_to_mask(torch.tensor([5, 2]), 5)
     torch.testing.assert_close(pooling(hidden, mask), MeanStdPooling()(hidden, mask))
+    # The zero scorer still receives a gradient, so attention can move away from uniform.
+    pooling(hidden, mask)[:, :3].pow(2).sum().backward()
+    assert pooling.attention[2].weight.grad.abs().sum() > 0
 
 
 def test_pooling_without_mask_uses_every_frame():

@@ -88,6 +88,10 @@ class AttentiveStatisticsPooling(nn.Module):
     Input hidden (B, T, D) and mask (B, T) bool (True = valid); output (B, 2 * D) = [mean, std].
     Padded frames get the lowest finite score (an exact zero weight after the softmax, and never NaN gradients);
     a row without any valid frame pools to mean 0 and std sqrt(eps).
+
+    The scoring layer starts at zero, so a new pooling gives every valid frame the same weight and equals mean+std
+    pooling exactly; training moves it away from uniform only as far as the loss asks. (A randomly initialised
+    scorer starts from arbitrary frame weights, which overfits small corpora.)
     """
 
     def __init__(self, dim: int, attention_dim: int = 128, eps: float = 1e-5):
@@ -99,6 +103,8 @@ class AttentiveStatisticsPooling(nn.Module):
             nn.Tanh(),
             nn.Linear(attention_dim, 1),
         )
+        nn.init.zeros_(self.attention[2].weight)
+        nn.init.zeros_(self.attention[2].bias)
 
     def attention_weights(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Frame weights (B, T): non-negative, sum to 1 over the valid frames of each row, 0 at padding."""
