@@ -53,3 +53,34 @@ def test_ravdess_s1_trains_with_a_tiny_whisper(tmp_path, tiny_whisper_dir):
     assert main(["train", str(RECIPES / "ravdess" / "s1.yaml"), "-o", str(run), *sum((["--set", s] for s in sets), [])]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_utterances"] == 32 and summary["dev_utterances"] == 32  # actors 19 and 20 are dev
+
+
+def test_msp_podcast_t2_holds_the_paper_settings():
+    recipe = load_recipe(RECIPES / "msp_podcast" / "t2.yaml")
+    model = recipe.model
+    assert model.llm == "meta-llama/Llama-3.1-8B" and model.layer is None and model.lora_layers is None
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (8, 32, 0.1)
+    assert model.pooling == "attentive"
+    assert recipe.loss.name == "vs" and recipe.loss.vs_class_weights
+    assert (recipe.loss.vs_gamma, recipe.loss.vs_tau) == (0.3, 1.0)
+    assert recipe.train.encoder_lr == 1e-5 and recipe.train.batch_size * recipe.train.grad_accum == 8
+    assert recipe.text.max_tokens == 128
+
+
+@pytest.mark.parametrize("corpus", ["msp_podcast", "meld"])
+def test_t2_recipes_train_with_a_tiny_llama(tmp_path, tiny_llama_dir, corpus):
+    from abhinaya.corpora.dummies import make_dummy_meld
+
+    if corpus == "meld":
+        root = make_dummy_meld(tmp_path / "meld", train_dialogues=6, dev_dialogues=3)
+        extra = ["model.layer=3", "model.lora_layers=1"]  # the tiny model has 3 layers
+    else:
+        root = make_dummy_msp_podcast(tmp_path / "msp")
+        extra = ["train.balanced_dev_per_class=1"]
+    run = tmp_path / "run"
+    sets = [f"data.root={root}", f"model.llm={tiny_llama_dir}", "model.head_hidden=16", "model.attention_dim=8",
+            "train.epochs=1", "train.progress=false", *extra]
+    recipe = RECIPES / corpus / "t2.yaml"
+    assert main(["train", str(recipe), "-o", str(run), *sum((["--set", s] for s in sets), [])]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == 1 and summary["train_utterances"] > 0

@@ -87,13 +87,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     recipe = recipe_from_dict(read_yaml(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
     label_set = LabelSet.load(run_dir / LABELS_FILE)
     member = get_member(recipe.member)(recipe)
-    # Members that save only their trained part rebuild the rest from pretrained weights.
-    model = member.build_model(label_set, pretrained=member.saves_partial_state)
-    if member.trainable:
-        weights = run_dir / WEIGHTS_FILE
-        if not weights.is_file():
-            raise RunError(f"{run_dir}: no trained weights ({WEIGHTS_FILE} is missing; did training finish an epoch?)")
-        load_model_weights(model, weights, partial=member.saves_partial_state)
+    # Members that save only their trained part (or nothing: zero-shot) rebuild the rest from pretrained weights.
+    model = member.build_model(label_set, pretrained=member.saves_partial_state or not member.trainable)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        done = "did training finish an epoch?" if member.trainable else "did `abhinaya train` finish?"
+        raise RunError(f"{run_dir}: no weights ({WEIGHTS_FILE} is missing; {done})")
+    load_model_weights(model, weights, partial=member.saves_partial_state)
     model.to(device).eval()
     return LoadedRun(run_dir, recipe, member, label_set, model)
 

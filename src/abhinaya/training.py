@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import runs
-from .checkpoint import load_nested_state, load_tensors, save_nested_state, save_tensors
+from .checkpoint import load_model_weights, load_nested_state, save_nested_state, save_tensors
 from .config import read_yaml, to_dict
 from .experiment import experiment_label_set, load_experiment_utterances
 from .labels import LabelSet
@@ -104,7 +104,10 @@ def predict_probabilities(
 
     world = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    if accelerator is not None:
+        device = accelerator.device
+    else:  # a model without parameters (e.g. a client of a remote LLM) runs on the CPU side
+        device = next(iter(model.parameters()), torch.empty(0)).device
     batches = list(LengthBucketSampler(dataset.lengths, batch_size, shuffle=False))
     mine = batches[rank::world]
     rows: list[tuple[int, np.ndarray]] = []
@@ -210,7 +213,11 @@ class Trainer:
 
         # ---- model, data loaders, loss, optimizer
         member = get_member(recipe.member)(recipe)
-        model = member.build_model(label_set, pretrained=not self.resume or not self._train_state_path().is_file())
+        if not member.trainable:
+            return self._prepare_untrained(member, utterances, label_set, train_utts, dev_utts, started)
+        resuming = self.resume and self._train_state_path().is_file()
+        # A member that saves only its trained part starts from the pretrained weights even when resuming.
+        model = member.build_model(label_set, pretrained=member.saves_partial_state or not resuming)
         member.finalize_recipe(model)
         train_set = member.dataset(train_utts, label_set, train=True, on_error="skip")
         dev_set = member.dataset(dev_utts, label_set, train=False, on_error="skip") if dev_utts else None
@@ -240,10 +247,12 @@ class Trainer:
             "loss_sum": 0.0, "loss_count": 0,
         }
         history: list[dict] = []
-        if self.resume and self._train_state_path().is_file():
+        if resuming:
             saved = load_nested_state(self._train_state_path())
-            accelerator.unwrap_model(model).load_state_dict(
-                load_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors")
+            load_model_weights(
+                accelerator.unwrap_model(model),
+                self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors",
+                partial=member.saves_partial_state,
             )
             getattr(optimizer, "optimizer", optimizer).load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -263,7 +272,9 @@ class Trainer:
         def save_checkpoint():
             if accelerator.is_main_process:
                 inner = getattr(optimizer, "optimizer", optimizer)
-                save_tensors(self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors", accelerator.unwrap_model(model).state_dict())
+                save_tensors(
+                    self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors", member.saved_state(accelerator.unwrap_model(model))
+                )
                 save_nested_state(
                     self._train_state_path(),
                     {
@@ -326,15 +337,9 @@ class Trainer:
             # ---- dev evaluation and model selection
             improved = False
             if dev_set is not None:
-                ids, probs = predict_probabilities(
-                    member, model, dev_set, eval_batch, accelerator=accelerator, progress=cfg.progress, desc="dev"
-                )
-                table = table_from_probs(ids, probs, label_set, source=runs.DEV_PREDICTIONS)
-                report = classification_report([u.label for u in dev_set.utterances], table.labels, list(label_set))
-                score = report[cfg.selection_metric]
-                record.update({k: report[k] for k in ("macro_f1", "ua", "wa", "weighted_f1")})
-                record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
-                improved = score > state["best_score"]
+                table, dev_record = self._evaluate(member, model, dev_set, label_set, eval_batch)
+                record.update(dev_record)
+                improved = record[cfg.selection_metric] > state["best_score"]
             else:
                 improved = True  # no dev split: the last epoch is kept
             record["seconds"] = round(time.perf_counter() - epoch_start, 2)
@@ -378,6 +383,69 @@ class Trainer:
             self._log(f"done: best epoch {state['best_epoch']}; run folder {self.run_dir}")
         accelerator.wait_for_everyone()
         accelerator.end_training()  # tear the process group down together; one rank leaving first can abort another
+        return summary
+
+    def _evaluate(self, member: Member, model, dev_set, label_set: LabelSet, batch_size: int):
+        """Dev predictions (gathered over processes) and their figures for the metrics log."""
+        cfg = self.recipe.train
+        ids, probs = predict_probabilities(
+            member, model, dev_set, batch_size, accelerator=self.accelerator, progress=cfg.progress, desc="dev"
+        )
+        table = table_from_probs(ids, probs, label_set, source=runs.DEV_PREDICTIONS)
+        report = classification_report([u.label for u in dev_set.utterances], table.labels, list(label_set))
+        record: dict[str, Any] = {k: report[k] for k in ("macro_f1", "ua", "wa", "weighted_f1")}
+        record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
+        return table, record
+
+    def _prepare_untrained(self, member: Member, utterances, label_set, train_utts, dev_utts, started) -> dict:
+        """A member that is not trained (T1, zero-shot): the run folder gets its
+        config, label set, whatever it fits on the training split without
+        gradients (``member.calibrate``, e.g. a prior correction) in
+        ``model.safetensors``, and its dev predictions and figures."""
+        accelerator, cfg = self.accelerator, self.recipe.train
+        model = member.build_model(label_set, pretrained=True)
+        member.finalize_recipe(model)
+        model.to(accelerator.device).eval()
+        calibrate = getattr(member, "calibrate", None)
+        calibration_utterances = 0
+        if calibrate is not None:
+            train_set = member.dataset(train_utts, label_set, train=False, on_error="skip")
+            for problem in train_set.errors:
+                self.log(f"skipped: {problem}")
+            calibration_utterances = calibrate(model, train_set) or len(train_set)
+        dev_set = member.dataset(dev_utts, label_set, train=False, on_error="skip") if dev_utts else None
+        if dev_set is not None:
+            for problem in dev_set.errors:
+                self.log(f"skipped: {problem}")
+        record: dict[str, Any] = {"epoch": 0}
+        table = None
+        if dev_set is not None and len(dev_set):
+            eval_start = time.perf_counter()
+            table, dev_record = self._evaluate(member, model, dev_set, label_set, cfg.eval_batch_size or cfg.batch_size)
+            record.update(dev_record)
+            record["seconds"] = round(time.perf_counter() - eval_start, 2)
+        summary = {
+            "member": self.recipe.member,
+            "trained": False,
+            "calibration_utterances": calibration_utterances,
+            f"dev_{cfg.selection_metric}": record.get(cfg.selection_metric),
+            "dev_utterances": len(dev_set) if dev_set is not None else 0,
+            "processes": accelerator.num_processes,
+            "seconds_this_session": round(time.perf_counter() - started, 1),
+        }
+        if accelerator.is_main_process:
+            runs.save_recipe(self.run_dir, self.recipe)
+            label_set.save(self.run_dir / runs.LABELS_FILE)
+            write_manifest(self.run_dir / "data" / "splits.jsonl", utterances)
+            save_tensors(self.run_dir / runs.WEIGHTS_FILE, member.saved_state(model))
+            if table is not None:
+                write_predictions(self.run_dir / runs.DEV_PREDICTIONS, table)
+                self._write_metrics([record])
+                self._log(f"dev {cfg.selection_metric} {record[cfg.selection_metric]:.4f} ({len(dev_set)} utterances)")
+            (self.run_dir / runs.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            self._log(f"done: {self.recipe.member} is not trained; run folder {self.run_dir}")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
         return summary
 
     def _write_metrics(self, history: list[dict]) -> None:

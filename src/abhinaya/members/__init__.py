@@ -1,6 +1,8 @@
 """The members of the ensemble, one module each:
 
 - ``s1``: fine-tuned self-supervised speech encoder + attentive statistics pooling (speech)
+- ``t1``: zero-shot LLM on the transcript (text)
+- ``t2``: LoRA-tuned LLM used as a text encoder + attentive statistics pooling (text)
 
 ``get_member(name)`` returns a member class; modules are imported on demand so
 that a member's heavy dependencies load only when it is used.
@@ -15,6 +17,8 @@ from .base import Member, Recipe
 # name -> "module:Class"
 MEMBERS: dict[str, str] = {
     "s1": "abhinaya.members.s1:S1Member",
+    "t1": "abhinaya.members.t1:T1Member",
+    "t2": "abhinaya.members.t2:T2Member",
 }
 
 

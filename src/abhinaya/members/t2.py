@@ -1,0 +1,78 @@
+"""T2: a decoder LLM with LoRA used as a text encoder -> masked attentive
+statistics pooling -> MLP head. Input: the transcript only.
+
+Paper scale: Llama-3.1-8B base, LoRA r 8 / alpha 32 / dropout 0.1, VS loss with
+class weights (recipes/msp_podcast/t2.yaml). Offline CPU scale: SmolLM2-135M
+(recipes/meld/t2.yaml). Only the adapters, pooling and head are trained and
+saved; the LLM is rebuilt from its pretrained weights when a run is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..labels import LabelSet
+from ..losses import LossConfig
+from ..manifest import Utterance
+from ..models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
+from ..text_data import TextConfig, TextDataset, collate_text
+from .base import Member, Recipe
+
+
+@dataclass
+class T2Recipe(Recipe):
+    member: str = "t2"
+    loss: LossConfig = field(default_factory=lambda: LossConfig(name="vs"))
+    text: TextConfig = field(default_factory=TextConfig)
+    model: LLMTextClassifierConfig = field(default_factory=LLMTextClassifierConfig)
+
+
+class T2Member(Member):
+    name = "t2"
+    recipe_class = T2Recipe
+    inputs = ("text",)
+    saves_partial_state = True
+
+    recipe: T2Recipe
+
+    def __init__(self, recipe: T2Recipe):
+        super().__init__(recipe)
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from ..models.llm import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.recipe.model.llm)
+        return self._tokenizer
+
+    def build_model(self, label_set: LabelSet, pretrained: bool) -> LLMTextClassifier:
+        config = self.recipe.model
+        config.num_labels = len(label_set)
+        if pretrained:
+            return LLMTextClassifier.from_pretrained_llm(config)
+        return LLMTextClassifier(config)
+
+    def finalize_recipe(self, model: LLMTextClassifier) -> None:
+        self.recipe.model = model.config
+
+    def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
+        return TextDataset(utterances, label_set, self.tokenizer, self.recipe.text, on_error=on_error)
+
+    def collate(self, items: list[dict]) -> dict[str, Any]:
+        return collate_text(items, self.tokenizer.pad_token_id)
+
+    def logits(self, model: LLMTextClassifier, batch: dict[str, Any]) -> torch.Tensor:
+        return model(batch["input_ids"], batch["attention_mask"])
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        train = self.recipe.train
+        inner = model.module if hasattr(model, "module") else model
+        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
+
+    def saved_state(self, model: LLMTextClassifier) -> dict[str, torch.Tensor]:
+        return model.trainable_state_dict()
