@@ -14,7 +14,6 @@ from . import __version__
 # Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
 # name -> (what it will do, the part of the system it belongs to).
 NOT_BUILT: dict[str, tuple[str, str]] = {
-    "transcribe": ("fill the text field of a manifest with Whisper transcripts", "the transcripts and text members (T1, T2)"),
     "run": ("run every stage of a recipe, cached and resumable", "the recipe runner (after the members exist)"),
     "serve": ("serve trained run folders over HTTP", "the inference service (after the members exist)"),
 }
@@ -53,6 +52,41 @@ def cmd_prepare(args) -> int:
     print(f"wrote {len(result.utterances)} utterances to {args.output}")
     if result.problems:
         print(f"{len(result.problems)} file(s) had problems and were left out (listed above)", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- transcribe
+def cmd_transcribe(args) -> int:
+    from .transcription import TranscriptionConfig, TranscriptionError, transcribe_manifest
+
+    options = {
+        "model": args.model,
+        "backend": args.backend,
+        "language": args.language,
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "device": args.device,
+        "compute_type": args.compute_type,
+        "long_form": "first30" if args.first_30s else None,
+    }
+    config = TranscriptionConfig(**{key: value for key, value in options.items() if value is not None})
+    try:
+        summary = transcribe_manifest(
+            args.manifest,
+            args.output,
+            config,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            report=lambda message: print(f"failed: {message}", file=sys.stderr),
+        )
+    except (TranscriptionError, ImportError) as err:
+        raise CLIError(str(err)) from None
+    print(summary.line())
+    if summary.failed:
+        print(f"{summary.failed} utterance(s) failed (listed above); their text stays empty and a rerun retries them",
+              file=sys.stderr)
+        if summary.transcribed == 0:
+            raise CLIError(f"every utterance to transcribe failed ({summary.failed}); see the reasons above")
     return 0
 
 
@@ -176,6 +210,9 @@ def cmd_not_built(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .corpora import PREPARERS
     from .demo import DEMO_S1_EPOCHS
+    from .transcription import BACKENDS, TranscriptionConfig
+
+    asr = TranscriptionConfig()  # the defaults shown in the help of transcribe
 
     parser = argparse.ArgumentParser(
         prog="abhinaya",
@@ -198,9 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="any problem is fatal (nothing is written)")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("transcribe", help="fill the text field of a manifest with ASR transcripts [not built yet]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_built)
+    p = sub.add_parser("transcribe", help="fill the text field of a manifest with Whisper transcripts")
+    p.add_argument("manifest", help="manifest to transcribe (.jsonl)")
+    p.add_argument("-o", "--output", required=True, help="manifest to write (may be the input manifest)")
+    p.add_argument("--model", help=f"offline model name or local folder (default: {asr.model})")
+    p.add_argument("--backend", choices=BACKENDS, help=f"decoder (default: {asr.backend}; ctranslate2 is faster on CPU)")
+    p.add_argument("--language", help="language code to force (e.g. en, de); default: detected per 30 s window")
+    p.add_argument("--batch-size", type=int, help=f"30 s windows per batch (default {asr.batch_size})")
+    p.add_argument("--max-new-tokens", type=int, help=f"text tokens per 30 s window at most (default {asr.max_new_tokens})")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--compute-type", help=f"ctranslate2 only: int8, float32, float16, ... (default {asr.compute_type})")
+    p.add_argument("--first-30s", action="store_true", help="only the first 30 s of each utterance (default: all of it)")
+    p.add_argument("--overwrite", action="store_true", help="also transcribe rows that already have text")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("train", help="train a member from a recipe into a run folder")
     p.add_argument("recipe", help="recipe YAML (e.g. recipes/ravdess/s1.yaml)")

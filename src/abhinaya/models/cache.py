@@ -21,6 +21,7 @@ COMPLETE_MARKER = ".complete"
 OFFLINE_MODEL_FOLDERS: dict[str, str] = {
     "whisper-base": "whisper-base",
     "whisper-base-ct2": "whisper-base",
+    "smollm2": "smollm2",
 }
 
 

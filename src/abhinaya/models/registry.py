@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .llm import prepare_smollm2
 from .whisper_conversion import prepare_whisper_base
 
 PrepareFunction = Callable[..., Path]
 
 OFFLINE_MODELS: dict[str, PrepareFunction] = {
     "whisper-base": prepare_whisper_base,
+    "smollm2": prepare_smollm2,
 }
 
 
