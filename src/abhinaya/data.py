@@ -163,12 +163,7 @@ class AudioDataset(Dataset):
             self.scan()
 
     def _check_labels(self, items: list[Utterance]) -> None:
-        if self.label_set is None:
-            return
-        bad = [f"{u.id} ({u.label!r})" for u in items if u.label is not None and u.label not in self.label_set]
-        if bad:
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            raise ValueError(f"labels outside the label set {list(self.label_set)}: {shown}")
+        check_known_labels(items, self.label_set)
 
     def _set_utterances(self, utterances: list[Utterance]) -> None:
         self._utterances = utterances
@@ -304,6 +299,16 @@ def _normalize(wave: np.ndarray) -> np.ndarray:
     mean = float(np.mean(wave, dtype=np.float64))
     std = float(np.std(wave, dtype=np.float64))
     return ((wave - mean) / max(std, 1e-6)).astype(np.float32)
+
+
+def check_known_labels(items: Sequence[Utterance], label_set: LabelSet | None) -> None:
+    """A ``ValueError`` naming the utterances whose label is outside ``label_set`` (None checks nothing)."""
+    if label_set is None:
+        return
+    bad = [f"{u.id} ({u.label!r})" for u in items if u.label is not None and u.label not in label_set]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"labels outside the label set {list(label_set)}: {shown}")
 
 
 def collate_audio(items: Sequence[dict]) -> dict:

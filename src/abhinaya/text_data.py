@@ -17,6 +17,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from .data import check_known_labels
 from .labels import LabelSet
 from .manifest import Utterance
 
@@ -76,11 +77,7 @@ class TextDataset:
         self.config = config if config is not None else TextConfig()
         self.label_set = label_set
         self.errors: list[str] = []
-        if label_set is not None:
-            bad = [f"{u.id} ({u.label!r})" for u in utterances if u.label is not None and u.label not in label_set]
-            if bad:
-                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-                raise ValueError(f"labels outside the label set {list(label_set)}: {shown}")
+        check_known_labels(utterances, label_set)
         kept: list[Utterance] = []
         texts: list[str] = []
         for utt in utterances:

@@ -125,3 +125,14 @@ def publish_dir(staging: Path, final: Path) -> Path:
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
     return final
+
+
+def make_readable(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` gives (some writers, e.g. safetensors, use 0600)."""
+    probe = folder / ".mode-probe"
+    probe.write_bytes(b"")
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(mode)

@@ -34,6 +34,7 @@ from .cache import (
     publish_dir,
     resolve_model_path,
     staging_dir_for,
+    make_readable,
 )
 
 SMOLLM2_NAME = "smollm2"
@@ -169,15 +170,6 @@ def _drop_loader_keys(tokenizer_config: Path) -> None:
     tokenizer_config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _make_readable(folder: Path) -> None:
-    """Give every file the mode a plain ``open()`` gives (safetensors writes 0600)."""
-    probe = folder / ".mode-probe"
-    probe.write_bytes(b"")
-    mode = probe.stat().st_mode & 0o777
-    probe.unlink()
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(mode)
 
 
 def convert_gguf_causal_lm(gguf_path: str | Path, output_dir: str | Path, *, progress: bool = True) -> Path:
@@ -223,7 +215,7 @@ def convert_gguf_causal_lm(gguf_path: str | Path, output_dir: str | Path, *, pro
         generation.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _drop_loader_keys(staging / "tokenizer_config.json")
-        _make_readable(staging)
+        make_readable(staging)
         written = json.loads((staging / "config.json").read_text(encoding="utf-8"))
         if "quantization_config" in written:
             raise LLMConversionError(f"{staging}: config.json still names a quantization; refusing to publish")

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import COMPLETE_MARKER, is_complete, model_cache_dir, publish_dir, staging_dir_for
+from .cache import COMPLETE_MARKER, is_complete, make_readable, model_cache_dir, publish_dir, staging_dir_for
 from .ctranslate2_format import CTranslate2Model, read_ctranslate2_model
 
 WHISPER_BASE_NAME = "whisper-base"
@@ -577,7 +577,7 @@ def convert_ctranslate2_whisper(
         WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
         _drop_loader_keys(staging / "tokenizer_config.json")
-        _make_readable(staging)
+        make_readable(staging)
         marker = {
             "source": str(model_file),
             "spec": spec_label,
@@ -596,15 +596,6 @@ def convert_ctranslate2_whisper(
         steps.close()
 
 
-def _make_readable(folder: Path) -> None:
-    """Give every file the mode a plain ``open()`` gives (some writers create files as 0600)."""
-    probe = folder / ".mode-probe"
-    probe.write_bytes(b"")
-    mode = probe.stat().st_mode & 0o777
-    probe.unlink()
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(mode)
 
 
 def _drop_loader_keys(tokenizer_config: Path) -> None:
