@@ -520,3 +520,12 @@ def test_real_whisper_base_transcribes_a_ravdess_file(backend):
     results = transcribe_utterances(utts, TranscriptionConfig(model=str(folder), backend=backend), progress=False)
     hypotheses = [results[utt.id] for utt in utts]
     assert word_error_rate(references, hypotheses) < 0.3, hypotheses
+
+
+def test_an_empty_manifest_is_named_in_the_error(tmp_path):
+    from abhinaya.transcription import TranscriptionError, transcribe_manifest
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TranscriptionError, match="empty.jsonl: the manifest holds no utterances"):
+        transcribe_manifest(empty, tmp_path / "out.jsonl")

@@ -587,6 +587,8 @@ def transcribe_manifest(
     config = config or TranscriptionConfig()
     started = time.perf_counter()
     utterances = read_manifest(src)
+    if not utterances:
+        raise TranscriptionError(f"{src}: the manifest holds no utterances")
     todo = [utt for utt in utterances if overwrite or not (utt.text and utt.text.strip())]
     kept = len(utterances) - len(todo)
     by_id = {utt.id: utt for utt in utterances}
