@@ -1,7 +1,11 @@
-"""Speaker-independent cross-validation of S1 against a frozen-encoder baseline.
+"""Speaker-independent cross-validation of the speech members against a frozen-encoder baseline.
 
     python benchmarks/cv.py --corpus ravdess --data ../shared/data/ravdess --out runs/cv-ravdess
     python benchmarks/cv.py --corpus emodb --data ../shared/data/emodb --folds 4 --out runs/cv-emodb
+    python benchmarks/cv.py --corpus ravdess --data ../shared/data/ravdess --members s2 --only-folds 1 \
+        --out runs/cv-ravdess
+    python benchmarks/cv.py --corpus ravdess --data ../shared/data/ravdess --members st1 \
+        --manifest ravdess-transcribed.jsonl --out runs/cv-ravdess
 
 Folds are contiguous blocks of the sorted speakers (RAVDESS, 5 folds: actors
 1-4, 5-8, 9-12, 13-16, 17-20; EmoDB, 4 folds of two speakers). For each fold
@@ -12,10 +16,13 @@ from the next fold and are not trained on either.
 Members, side by side on the same folds:
 - ``frozen``: the frozen Whisper-base encoder on the true length of the audio,
   mean+std pooling of one hidden layer (chosen on dev), logistic regression.
-- ``s1``: the shipped recipe (``--recipe``), trained per fold with ``abhinaya train``.
+- ``s1``, ``s2``, ``st1``: the shipped recipe ``recipes/<corpus>/<member>.yaml``
+  (or ``--recipe`` for a single member), trained per fold with ``abhinaya train``.
+  ST1 needs transcripts: ``--manifest`` names a manifest filled by ``abhinaya transcribe``.
 
-Per-fold and mean macro-F1, UA and WA are written to ``OUT/results.json`` and
-printed as a Markdown table.
+Per-fold and mean macro-F1, UA and WA, the training wall time, the seconds of
+each epoch and the prediction speed on the test speakers are written to
+``OUT/results.json`` and printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -103,19 +110,24 @@ def run_frozen(utterances, plan, features, labels) -> dict:
     return {"layer": best, **{k: report[k] for k in ("macro_f1", "ua", "wa")}}
 
 
-def run_s1(plan, args, out: Path) -> dict:
+TRAINED_MEMBERS = ("s1", "s2", "st1")
+
+
+def run_member(member: str, plan, args, out: Path) -> dict:
     from abhinaya.evaluation import evaluate_predictions
     from abhinaya.manifest import read_manifest
     from abhinaya.predictions import read_predictions
 
-    run = out / f"s1-fold{plan['fold']}"
+    run = out / f"{member}-fold{plan['fold']}"
+    recipe = args.recipe or f"recipes/{args.corpus}/{member}.yaml"
+    source = f"data.manifest={Path(args.manifest).resolve()}" if args.manifest else f"data.root={Path(args.data).resolve()}"
     sets = [
-        f"data.root={Path(args.data).resolve()}",
+        source,
         f"data.dev_speakers={json.dumps(plan['dev'])}",
         f"data.test_speakers={json.dumps(plan['test'])}",
         "train.progress=false",
     ] + list(args.set or [])
-    cmd = [sys.executable, "-m", "abhinaya.cli", "train", args.recipe, "-o", str(run)]
+    cmd = [sys.executable, "-m", "abhinaya.cli", "train", recipe, "-o", str(run)]
     for item in sets:
         cmd += ["--set", item]
     if (run / "summary.json").is_file():
@@ -128,14 +140,27 @@ def run_s1(plan, args, out: Path) -> dict:
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     manifest = run / "data" / "splits.jsonl"
     predictions = run / "test_predictions.csv"
+    start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "abhinaya.cli", "predict", str(run), str(manifest), "--split", "test",
          "-o", str(predictions), "--no-progress"],
         check=True,
     )
-    report = evaluate_predictions(read_predictions(predictions), read_manifest(manifest), split="test")
+    predict_seconds = time.perf_counter() - start
+    table = read_predictions(predictions)
+    report = evaluate_predictions(table, read_manifest(manifest), split="test")
     summary = json.loads((run / "summary.json").read_text())
-    return {"best_epoch": summary["best_epoch"], **{k: report[k] for k in ("macro_f1", "ua", "wa")}}
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    wall = run / "wall_seconds.txt"
+    return {
+        "best_epoch": summary["best_epoch"],
+        **{k: report[k] for k in ("macro_f1", "ua", "wa")},
+        "train_wall_seconds": float(wall.read_text()) if wall.is_file() else None,
+        "epoch_train_seconds": [round(e["train_seconds"], 1) for e in epochs],
+        # The whole predict command: model loading included.
+        "predict_seconds": round(predict_seconds, 1),
+        "predict_utterances": len(table.ids),
+    }
 
 
 def main() -> None:
@@ -143,13 +168,13 @@ def main() -> None:
     parser.add_argument("--corpus", choices=["ravdess", "emodb"], required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--recipe", help="S1 recipe (default: recipes/<corpus>/s1.yaml)")
-    parser.add_argument("--members", default="frozen,s1", help="comma-separated: frozen, s1")
+    parser.add_argument("--recipe", help="recipe of the one trained member run (default: recipes/<corpus>/<member>.yaml)")
+    parser.add_argument("--members", default="frozen,s1", help="comma-separated: frozen, s1, s2, st1")
+    parser.add_argument("--manifest", help="a prepared manifest (with transcripts, for st1) instead of --data")
     parser.add_argument("--only-folds", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--set", action="append", help="recipe override passed to abhinaya train")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    args.recipe = args.recipe or f"recipes/{args.corpus}/s1.yaml"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -161,6 +186,11 @@ def main() -> None:
         wanted = {int(k) for k in args.only_folds.split(",")}
         plans = [p for p in plans if p["fold"] in wanted]
     members = args.members.split(",")
+    unknown = set(members) - {"frozen", *TRAINED_MEMBERS}
+    if unknown:
+        parser.error(f"unknown members: {', '.join(sorted(unknown))}")
+    if args.recipe and len(set(members) & set(TRAINED_MEMBERS)) > 1:
+        parser.error("--recipe applies to a single trained member")
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     features = frozen_features(utterances, out / "frozen_features.npz") if "frozen" in members else None
@@ -169,13 +199,14 @@ def main() -> None:
         entry = results.setdefault(key, {"test_speakers": plan["test"], "dev_speakers": plan["dev"]})
         if "frozen" in members:
             entry["frozen"] = run_frozen(utterances, plan, features, labels)
-        if "s1" in members:
-            entry["s1"] = run_s1(plan, args, out)
+        for member in TRAINED_MEMBERS:
+            if member in members:
+                entry[member] = run_member(member, plan, args, out)
         results_file.write_text(json.dumps(results, indent=2) + "\n")
         print(key, json.dumps(entry))
 
     # Report every member measured so far (a run of one member keeps the other's earlier results).
-    members = [m for m in ("frozen", "s1") if any(m in e for e in results.values())]
+    members = [m for m in ("frozen", *TRAINED_MEMBERS) if any(m in e for e in results.values())]
     print("\n| fold | test speakers | " + " | ".join(f"{m} macro-F1 / UA / WA" for m in members) + " |")
     print("|---|---|" + "---|" * len(members))
     for key, entry in sorted(results.items()):

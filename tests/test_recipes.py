@@ -84,3 +84,69 @@ def test_t2_recipes_train_with_a_tiny_llama(tmp_path, tiny_llama_dir, corpus):
     assert main(["train", str(recipe), "-o", str(run), *sum((["--set", s] for s in sets), [])]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 1 and summary["train_utterances"] > 0
+
+
+@pytest.mark.parametrize("member", ["s2", "st1"])
+def test_msp_podcast_speech_llm_recipes_hold_the_paper_settings(member):
+    recipe = load_recipe(RECIPES / "msp_podcast" / f"{member}.yaml")
+    model = recipe.model
+    assert model.whisper == "openai/whisper-large-v2" and model.layer is None
+    assert model.llm == {"s2": "lmsys/vicuna-13b-v1.1", "st1": "lmsys/vicuna-7b-v1.5"}[member]
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (8, 32, 0.1)
+    assert model.lora_target_modules == ["q_proj", "v_proj"]
+    q = model.qformer
+    assert (q.hidden_size, q.num_layers, q.window, q.stride, q.num_queries) == (768, 2, 17, 17, 1)
+    assert model.train_crop_seconds == 5.0 and model.pooling == "attentive"
+    assert recipe.loss.name == {"s2": "weighted_focal", "st1": "vs"}[member]
+    assert recipe.train.encoder_lr == recipe.train.head_lr == 1e-5 and recipe.train.epochs == 20
+    assert recipe.train.batch_size * recipe.train.grad_accum == 32
+    assert recipe.train.balanced_dev and recipe.train.balanced_dev_per_class == 326
+    assert ("{text}" in recipe.prompt.template) == (member == "st1")
+
+
+@pytest.mark.parametrize("member", ["s2", "st1"])
+def test_msp_podcast_speech_llm_recipes_train_with_tiny_salmonn_parts(
+    tmp_path, tiny_whisper_dir, tiny_llama_dir, member
+):
+    """The paper-scale recipe with tiny stand-ins: Whisper, BEATs (official checkpoint layout), the LLM and an
+    official-layout SALMONN checkpoint, loaded with every key accounted for."""
+    import dataclasses
+
+    import torch
+
+    from abhinaya.models.beats import BEATs, BEATsConfig
+    from abhinaya.models.salmonn_checkpoint import _ours_to_salmonn
+    from abhinaya.models.speech_llm import SpeechLLM
+
+    config = BEATsConfig.tiny()
+    torch.manual_seed(0)
+    beats_path = tmp_path / "beats.pt"
+    official_cfg = {k: v for k, v in dataclasses.asdict(config).items() if k in BEATs_CFG_KEYS}
+    torch.save({"cfg": official_cfg, "model": BEATs(config).state_dict()}, beats_path)
+
+    qformer = ["model.qformer.hidden_size=16", "model.qformer.num_heads=2", "model.qformer.intermediate_size=32"]
+    model_sets = [f"model.whisper={tiny_whisper_dir}", f"model.llm={tiny_llama_dir}", f"model.beats={beats_path}",
+                  "model.head_hidden=16", "model.attention_dim=8", f"model.feature_cache={tmp_path / 'features'}",
+                  *qformer]
+    # An official-layout checkpoint for the tiny model: SALMONN's names for every part it trains.
+    tiny = load_recipe(RECIPES / "msp_podcast" / f"{member}.yaml", model_sets)
+    built = SpeechLLM.from_pretrained(tiny.model)
+    salmonn = {_ours_to_salmonn(n): p.detach().clone() + 0.01 for n, p in built.named_parameters()
+               if p.requires_grad and not n.startswith(("pooling.", "head."))}
+    torch.save({"model": salmonn}, tmp_path / "salmonn.pth")
+
+    root = make_dummy_msp_podcast(tmp_path / "msp")
+    run = tmp_path / "run"
+    sets = [f"data.root={root}", *model_sets, f"model.salmonn_checkpoint={tmp_path / 'salmonn.pth'}",
+            "train.balanced_dev_per_class=1", "train.epochs=1", "train.progress=false", "train.grad_accum=1"]
+    recipe_path = RECIPES / "msp_podcast" / f"{member}.yaml"
+    assert main(["train", str(recipe_path), "-o", str(run), *sum((["--set", s] for s in sets), [])]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == 1 and summary["train_utterances"] > 0
+
+
+BEATs_CFG_KEYS = (
+    "input_patch_size", "embed_dim", "conv_bias", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+    "encoder_attention_heads", "activation_fn", "layer_norm_first", "deep_norm", "conv_pos", "conv_pos_groups",
+    "relative_position_embedding", "num_buckets", "max_distance", "gru_rel_pos",
+)  # fmt: skip

@@ -1,6 +1,8 @@
 """The members of the ensemble, one module each:
 
 - ``s1``: fine-tuned self-supervised speech encoder + attentive statistics pooling (speech)
+- ``s2``: SALMONN-style speech LLM, speech only (speech)
+- ``st1``: the speech LLM of S2 given the speech and the transcript (speech + text)
 - ``t1``: zero-shot LLM on the transcript (text)
 - ``t2``: LoRA-tuned LLM used as a text encoder + attentive statistics pooling (text)
 
@@ -17,6 +19,8 @@ from .base import Member, Recipe
 # name -> "module:Class"
 MEMBERS: dict[str, str] = {
     "s1": "abhinaya.members.s1:S1Member",
+    "s2": "abhinaya.members.s2:S2Member",
+    "st1": "abhinaya.members.st1:ST1Member",
     "t1": "abhinaya.members.t1:T1Member",
     "t2": "abhinaya.members.t2:T2Member",
 }

@@ -136,6 +136,35 @@ def causal_lm_from_config(
     return loader.from_config(config, dtype=dtype).eval()
 
 
+def add_lora(
+    model: torch.nn.Module,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: list[str],
+    layers: list[int] | None = None,
+) -> None:
+    """Freeze ``model`` and inject PEFT LoRA adapters (adapter name "default") into ``target_modules`` of the decoder
+    layers numbered ``layers`` (None = all). Only the adapters are trainable afterwards."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        layers_to_transform=None if layers is None else list(layers),
+        layers_pattern=None if layers is None else "layers",
+        bias="none",
+    )
+    inject_adapter_in_model(config, model)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"LoRA found none of the modules {list(target_modules)} in the LM's layers")
+
+
 # ---------------------------------------------------------------- GGUF -> transformers folder
 
 

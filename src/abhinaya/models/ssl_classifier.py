@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from abhinaya.models.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
 
-__all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel"]
+__all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel", "whisper_frontend"]
 
 WHISPER_TYPES = ("whisper",)
 WAV2VEC2_FAMILY_TYPES = ("wav2vec2", "wavlm", "hubert")
@@ -206,6 +206,37 @@ class WhisperLogMel(nn.Module):
             log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
             mel[i, :, :f] = (log_spec + 4.0) / 4.0
         return mel, frames
+
+
+def whisper_frontend(
+    encoder: nn.Module, mel: torch.Tensor, frames: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Whisper's convolutional front end and positional embeddings on log-mel features of their true length.
+
+    Args:
+        encoder: a transformers ``WhisperEncoder``.
+        mel: (B, n_mels, F) log-mel features, zero beyond each utterance's frames.
+        frames: (B,) valid mel frames per utterance.
+
+    Returns:
+        the input of the first transformer layer (B, T, D) with T = ceil(F / 2), the frame mask (B, T) (True = valid)
+        and the additive attention mask (B, 1, 1, T) for the encoder layers, or None when no frame is padded.
+    """
+    dtype = encoder.conv1.weight.dtype
+    mel_mask = lengths_to_mask(frames, mel.shape[-1]).unsqueeze(1)
+    # Zero the padding before each convolution: a frame next to the end of an utterance then sees the same zeros it
+    # sees alone in its batch.
+    x = mel.to(dtype) * mel_mask
+    x = F.gelu(encoder.conv1(x)) * mel_mask
+    x = F.gelu(encoder.conv2(x)).transpose(1, 2)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    out_frames = torch.div(frames - 1, 2, rounding_mode="floor") + 1
+    mask = lengths_to_mask(out_frames, x.shape[1])
+    attention_mask = None
+    if not bool(mask.all()):
+        attention_mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
+        attention_mask = attention_mask.masked_fill(~mask, torch.finfo(x.dtype).min)[:, None, None, :]
+    return x, mask, attention_mask
 
 
 class SSLClassifier(nn.Module):
@@ -488,21 +519,8 @@ class SSLClassifier(nn.Module):
         keep = set(self.layer_indices)
         out: dict[int, torch.Tensor] = {}
 
-        dtype = enc.conv1.weight.dtype
-        mel_mask = lengths_to_mask(frames, mel.shape[-1]).unsqueeze(1)
         with torch.set_grad_enabled(grad and not (frozen_prefix or self.config.freeze == "feature_extractor")):
-            # Zero the padding before each convolution: a frame next to the end of an utterance then sees the same
-            # zeros it sees alone in its batch.
-            x = mel.to(dtype) * mel_mask
-            x = F.gelu(enc.conv1(x)) * mel_mask
-            x = F.gelu(enc.conv2(x)).transpose(1, 2)
-            x = x + enc.embed_positions.weight[: x.shape[1]]
-        out_frames = torch.div(frames - 1, 2, rounding_mode="floor") + 1
-        mask = lengths_to_mask(out_frames, x.shape[1])
-        attention_mask = None
-        if not bool(mask.all()):
-            attention_mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
-            attention_mask = attention_mask.masked_fill(~mask, torch.finfo(x.dtype).min)[:, None, None, :]
+            x, mask, attention_mask = whisper_frontend(enc, mel, frames)
         x = F.dropout(x, p=enc.dropout, training=enc.training)
 
         if 0 in keep:

@@ -126,22 +126,16 @@ class LLMTextClassifier(nn.Module):
         adapted = run if config.lora_layers is None else min(config.lora_layers, run)
         self.num_layers = run
         self.first_adapted = run - adapted  # layers [0, first_adapted) are frozen
-        for p in self.llm.parameters():
-            p.requires_grad_(False)
-        from peft import LoraConfig, inject_adapter_in_model
+        from .llm import add_lora
 
-        lora = LoraConfig(
+        add_lora(
+            self.llm,
             r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_target_modules),
-            layers_to_transform=list(range(self.first_adapted, run)),
-            layers_pattern="layers",
-            bias="none",
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            layers=list(range(self.first_adapted, run)),
         )
-        inject_adapter_in_model(lora, self.llm)
-        if not any(p.requires_grad for p in self.llm.parameters()):
-            raise ValueError(f"LoRA found none of the modules {config.lora_target_modules} in the LM's layers")
         hidden = self.llm.config.hidden_size
         self.hidden_size = hidden
         if config.pooling == "attentive":

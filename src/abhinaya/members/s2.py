@@ -1,0 +1,224 @@
+"""S2: a SALMONN-style speech LLM given the speech only; the best single member of ABHINAYA.
+
+Whisper (+ BEATs) -> window Q-Former -> projection -> LLM with LoRA, prompted with SALMONN's template; the last hidden
+layer is pooled (masked attentive statistics) into an MLP head, or, with ``model.output: generative``, each class name
+is scored as the answer. Weighted focal loss by default.
+
+Paper scale: SALMONN-13B (recipes/msp_podcast/s2.yaml). Offline CPU scale: the Whisper-base encoder and SmolLM2-135M,
+no BEATs (recipes/ravdess/s2.yaml). ST1 (``members/st1.py``) is this member with the transcript in the prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..data import AudioConfig, AudioDataset, collate_audio
+from ..labels import LabelSet
+from ..losses import LossConfig
+from ..manifest import Utterance
+from ..models.speech_llm import SpeechLLM, SpeechLLMConfig
+from ..text_data import transcript_of
+from .base import Member, Recipe
+
+SPEECH_PLACEHOLDER = "<SpeechHere>"
+
+
+@dataclass
+class PromptConfig:
+    """The text around the speech tokens.
+
+    - ``template``: SALMONN's prompt; ``<SpeechHere>`` is where the speech tokens go, ``{instruction}`` one of
+      ``instructions`` and ``{text}`` the transcript (ST1).
+    - ``instructions``: in training one is drawn per utterance and epoch; at inference the first is used.
+    - ``max_text_tokens``: transcripts are cut to this many tokens.
+    - ``max_train_words``: training utterances whose transcript has more words are left out (reported); None keeps all.
+    - ``label_words``: generative output: the answer word of each class (label name -> word); default the name.
+    """
+
+    template: str = "USER: <Speech><SpeechHere></Speech> {instruction}\nASSISTANT:"
+    instructions: list[str] = field(
+        default_factory=lambda: [
+            "Describe the emotion of the speaker in one word.",
+            "Which emotion does the speaker express? Answer with one word.",
+        ]
+    )
+    max_text_tokens: int = 128
+    max_train_words: int | None = None
+    label_words: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.template.count(SPEECH_PLACEHOLDER) != 1:
+            raise ValueError(f"prompt.template must hold {SPEECH_PLACEHOLDER} exactly once: {self.template!r}")
+        if not self.instructions:
+            raise ValueError("prompt.instructions must hold at least one instruction")
+
+    @property
+    def uses_text(self) -> bool:
+        return "{text}" in self.template
+
+
+@dataclass
+class S2Recipe(Recipe):
+    member: str = "s2"
+    loss: LossConfig = field(default_factory=lambda: LossConfig(name="weighted_focal"))
+    # No crop on the waveform: the model crops the cached encoder output (model.train_crop_seconds).
+    audio: AudioConfig = field(default_factory=lambda: AudioConfig(train_crop_seconds=None))
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: SpeechLLMConfig = field(default_factory=SpeechLLMConfig)
+
+
+class PromptedAudioDataset:
+    """An ``AudioDataset`` whose items also carry the prompt's token ids around the speech."""
+
+    def __init__(self, audio: AudioDataset, prompt: PromptConfig, tokenizer, train: bool, seed: int):
+        self.audio = audio
+        self.prompt = prompt
+        self.tokenizer = tokenizer
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.errors = list(audio.errors)
+        before, after = prompt.template.split(SPEECH_PLACEHOLDER)
+        self._before, self._after = before, after
+
+    utterances = property(lambda self: self.audio.utterances)
+    ids = property(lambda self: self.audio.ids)
+    labels = property(lambda self: self.audio.labels)
+    lengths = property(lambda self: self.audio.lengths)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.audio.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def _instruction(self, index: int) -> str:
+        choices = self.prompt.instructions
+        if not self.train or len(choices) == 1:
+            return choices[0]
+        return random.Random(f"{self.seed}:{self.epoch}:{index}").choice(choices)
+
+    def prompt_ids(self, utt: Utterance, index: int) -> tuple[list[int], list[int]]:
+        """Token ids before and after the speech tokens."""
+        fields = {"instruction": self._instruction(index), "text": "{text}"}
+        before = self._before.format(**fields)
+        after = self._after.format(**fields)
+        prefix = self.tokenizer(before, add_special_tokens=True)["input_ids"]
+        if "{text}" not in after:
+            return prefix, self.tokenizer(after, add_special_tokens=False)["input_ids"]
+        head, tail = after.split("{text}", 1)
+        text = self.tokenizer(transcript_of(utt), add_special_tokens=False)["input_ids"][: self.prompt.max_text_tokens]
+        suffix = (
+            self.tokenizer(head, add_special_tokens=False)["input_ids"]
+            + text
+            + self.tokenizer(tail, add_special_tokens=False)["input_ids"]
+        )
+        return prefix, suffix
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.audio[index]
+        item["prefix_ids"], item["suffix_ids"] = self.prompt_ids(self.audio.utterances[index], index)
+        return item
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    table = torch.full((len(rows), max(1, int(lengths.max()))), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return table, lengths
+
+
+class S2Member(Member):
+    name = "s2"
+    recipe_class = S2Recipe
+    inputs = ("audio",)
+    saves_partial_state = True
+
+    recipe: S2Recipe
+
+    def __init__(self, recipe: S2Recipe):
+        super().__init__(recipe)
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from ..models.llm import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.recipe.model.llm)
+        return self._tokenizer
+
+    def build_model(self, label_set: LabelSet, pretrained: bool) -> SpeechLLM:
+        config = self.recipe.model
+        config.num_labels = len(label_set)
+        if config.feature_cache == "auto":
+            from ..models.feature_cache import default_feature_cache_dir
+
+            config.feature_cache = str(default_feature_cache_dir())
+        model = SpeechLLM.from_pretrained(config) if pretrained else SpeechLLM(config)
+        if config.output == "generative":
+            words = [self.recipe.prompt.label_words.get(name, name) for name in label_set.labels]
+            model.set_label_tokens([self.tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in words])
+        return model
+
+    def finalize_recipe(self, model: SpeechLLM) -> None:
+        self.recipe.model = model.config
+
+    def _usable(self, utterances: Sequence[Utterance], train: bool) -> tuple[list[Utterance], list[str]]:
+        """Utterances this member can use, and why the others cannot (ST1 needs transcripts)."""
+        prompt = self.recipe.prompt
+        if not prompt.uses_text:
+            return list(utterances), []
+        kept, errors = [], []
+        for utt in utterances:
+            text = utt.text.strip() if isinstance(utt.text, str) else ""
+            if not text:
+                errors.append(f"{utt.id}: no transcript; fill the manifest's text with `abhinaya transcribe`")
+            elif train and prompt.max_train_words is not None and len(text.split()) > prompt.max_train_words:
+                errors.append(
+                    f"{utt.id}: transcript of {len(text.split())} words exceeds prompt.max_train_words="
+                    f"{prompt.max_train_words}; left out of training"
+                )
+            else:
+                kept.append(utt)
+        return kept, errors
+
+    def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
+        kept, problems = self._usable(utterances, train)
+        if problems and on_error == "raise":
+            raise ValueError(problems[0])
+        audio = AudioDataset(kept, label_set, self.recipe.audio, train=train, seed=self.recipe.train.seed, on_error=on_error)
+        data = PromptedAudioDataset(audio, self.recipe.prompt, self.tokenizer, train, self.recipe.train.seed)
+        data.errors = problems + data.errors
+        return data
+
+    def collate(self, items: list[dict]) -> dict[str, Any]:
+        batch = collate_audio(items)
+        pad = self.tokenizer.pad_token_id
+        batch["prefix_ids"], batch["prefix_lengths"] = _pad([item["prefix_ids"] for item in items], pad)
+        batch["suffix_ids"], batch["suffix_lengths"] = _pad([item["suffix_ids"] for item in items], pad)
+        return batch
+
+    def logits(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
+        return model(
+            batch["waveforms"],
+            batch["lengths"],
+            batch["prefix_ids"],
+            batch["prefix_lengths"],
+            batch["suffix_ids"],
+            batch["suffix_lengths"],
+        )
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        train = self.recipe.train
+        inner = model.module if hasattr(model, "module") else model
+        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
+
+    def saved_state(self, model: SpeechLLM) -> dict[str, torch.Tensor]:
+        return model.trainable_state_dict()
