@@ -126,10 +126,11 @@ def one_torch_thread():
 def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch, one_torch_thread):
     # The real Whisper-base and SmolLM2 are never read here: tiny random-weight stand-ins run every stage.
     monkeypatch.setattr("abhinaya.demo._offline_model", _no_offline_weights)
+    monkeypatch.setenv("ABHINAYA_FEATURE_CACHE", str(tmp_path / "users-feature-cache"))
     assert main(["demo", "--workdir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for name in ("ravdess/vote (majority)", "ravdess/s1", "emodb/mel-logreg", "msp-podcast/vote (soft)",
-                 "meld/tfidf-logreg", "meld/t1", "meld/t2", "meld/vote (majority)"):
+    for name in ("ravdess/vote (majority)", "ravdess/s1", "ravdess/s2", "ravdess/st1", "emodb/mel-logreg",
+                 "msp-podcast/vote (soft)", "meld/tfidf-logreg", "meld/t1", "meld/t2", "meld/vote (majority)"):
         assert name in out
     assert "tiny random-weight Whisper" in out and "tiny random-weight Llama" in out
     # transcription: a few RAVDESS test utterances, scored against the corpus's sentences, the WER said to be void
@@ -137,6 +138,12 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch, one_torch_thread):
     assert 0 < len(transcribed) <= 6 and {u.split for u in transcribed} == {"test"}
     assert all(u.text is not None for u in transcribed)
     assert "word error rate" in out and "synthetic tones" in out
+    # the speech LLM members predict RAVDESS's test split; their frozen Whisper output is cached in the work folder
+    test = sorted(u.id for u in read_manifest(tmp_path / "ravdess" / "manifest.split.jsonl") if u.split == "test")
+    for member in ("s1", "s2", "st1", "vote"):
+        assert sorted(read_predictions(tmp_path / "ravdess" / f"{member}.csv").ids) == test
+    assert "ST1's transcripts: the texts the corpus comes with" in out
+    assert (tmp_path / "features").is_dir() and not (tmp_path / "users-feature-cache").exists()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # the miniature corpora carry learnable emotion cues: the vote must beat chance (1/8) clearly
     assert metrics["ravdess/vote (majority)"]["macro_f1"] > 0.5

@@ -10,6 +10,7 @@ from abhinaya import demo
 from abhinaya.config import to_dict
 from abhinaya.corpora import prepare_corpus
 from abhinaya.corpora.dummies import make_dummy_meld, make_dummy_ravdess
+from abhinaya.corpora.ravdess import RAVDESS_STATEMENTS
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_recipe
@@ -49,6 +50,11 @@ def test_without_llm_stages_nothing_is_transcribed_and_no_llm_member_runs(tmp_pa
     ravdess = demo.run_corpus("ravdess", source, tmp_path / "work", messages.append, False, 0, llm=False)
     assert ravdess.word_error_rate is None and "transcripts" not in ravdess.files
     assert not (tmp_path / "work" / "ravdess" / "transcripts.jsonl").exists()
+    # nor S2 and ST1, the speech LLM members
+    assert not {"s2", "st1", "st1-transcripts"} & (set(ravdess.reports) | set(ravdess.files))
+    for path in ("s2-run", "st1-run", "s2.csv", "st1.csv", "st1-transcripts.jsonl"):
+        assert not (tmp_path / "work" / "ravdess" / path).exists(), path
+    assert not (tmp_path / "work" / "features").exists()
 
 
 def test_llm_members_predict_a_labelled_test_split_and_vote(tmp_path, monkeypatch, tiny_llama_dir):
@@ -69,6 +75,62 @@ def test_llm_members_predict_a_labelled_test_split_and_vote(tmp_path, monkeypatc
     assert all(result.reports[name]["num_utterances"] == len(test_ids) for name in ("t1", "t2"))
     # a 3-layer model: T2 runs every layer (the recipe's 24 is for SmolLM2's 30)
     assert load_recipe(outdir / "t2-run" / "config.yaml").model.layer == 3
+
+
+def test_speech_llm_members_predict_the_test_split_and_s2_breaks_ties(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "_offline_model", _no_offline_weights)
+    monkeypatch.setenv("ABHINAYA_FEATURE_CACHE", str(tmp_path / "users-cache"))
+    messages = []
+    source = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2, 3, 4, 5))
+    result = demo.run_corpus(
+        "ravdess", source, tmp_path / "work", messages.append, False, 0, llm=True, speech_llm_epochs=1
+    )
+    outdir = tmp_path / "work" / "ravdess"
+    test_ids = sorted(u.id for u in read_manifest(outdir / "manifest.split.jsonl") if u.split == "test")
+    for table in ("s2", "st1", "vote", "soft-vote"):
+        assert sorted(read_predictions(outdir / f"{table}.csv").ids) == test_ids, table
+    assert {"s2", "st1", "vote (majority)", "vote (soft)"} <= set(result.reports)
+    assert all(result.reports[name]["num_utterances"] == len(test_ids) for name in ("s2", "st1"))
+    assert any("S2 and ST1 use a tiny random-weight Llama" in message for message in messages)
+    # ST1 read the sentences the corpus comes with; nothing was left for Whisper to transcribe for it
+    st1_manifest = result.files["st1-transcripts"]
+    assert load_recipe(outdir / "st1-run" / "config.yaml").data.manifest == str(st1_manifest)
+    assert {u.text for u in read_manifest(st1_manifest)} == set(RAVDESS_STATEMENTS.values())
+    assert any(message.startswith("ST1's transcripts: the texts the corpus comes with") for message in messages)
+    assert not any(message.startswith("ST1's transcripts: Whisper") for message in messages)
+    # the frozen Whisper output is cached in the demo's folder (ST1 reads what S2 wrote), not the user's
+    for member in ("s2", "st1"):
+        recipe = load_recipe(outdir / f"{member}-run" / "config.yaml")
+        assert recipe.model.feature_cache == str(tmp_path / "work" / "features") and recipe.model.layer == 2
+    assert any((tmp_path / "work" / "features").rglob("*.npy")) and not (tmp_path / "users-cache").exists()
+    # the vote: one voice per member and baseline; ties that S2 takes part in go to S2
+    voters = [read_predictions(outdir / f"{name}.csv") for name in ("s2", "st1", "mel-logreg", "mel-knn", "mel-forest")]
+    vote = read_predictions(outdir / "vote.csv")
+    for utt_id, label in zip(vote.ids, vote.labels):
+        votes = [table.labels[table.ids.index(utt_id)] for table in voters]
+        counts = {lab: votes.count(lab) for lab in votes}
+        winners = [lab for lab, count in counts.items() if count == max(counts.values())]
+        assert label in winners
+        if votes[0] in winners:
+            assert label == votes[0]
+
+
+def test_st1_transcribes_only_the_utterances_without_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "_offline_model", _no_offline_weights)
+    root = make_dummy_ravdess(tmp_path / "ravdess", actors=(1,), emotions=("01", "05"), statements=("01",))
+    utterances = prepare_corpus("ravdess", root, tmp_path / "all.jsonl").utterances
+    utterances[0].text = None
+    manifest = write_manifest(tmp_path / "manifest.jsonl", utterances)
+    outdir = tmp_path / "work" / "ravdess"
+    outdir.mkdir(parents=True)
+    messages = []
+    st1_manifest = demo._st1_transcripts(manifest, "ravdess", outdir, messages.append, False)
+    rows = {u.id: u.text for u in read_manifest(st1_manifest)}
+    assert rows[utterances[1].id] == RAVDESS_STATEMENTS["01"]
+    assert rows[utterances[0].id] is not None  # noise from a random Whisper, but transcribed
+    assert read_manifest(manifest)[0].text is None  # the split manifest is left as it was
+    assert any(m.startswith("ST1's transcripts: the texts the corpus comes with, for 1 ") for m in messages)
+    assert any(m.startswith("ST1's transcripts: Whisper, for the 1 utterance(s) without text") for m in messages)
 
 
 def test_transcription_without_reference_texts_reports_no_error_rate(tmp_path, monkeypatch):
@@ -116,3 +178,24 @@ def test_llm_members_are_the_meld_recipes_but_for_what_keeps_the_demo_short():
     shipped["model"].pop("calibration_utterances")
     for section in ("member", "model", "loss", "train"):
         assert t1[section] == shipped[section], section
+
+
+@pytest.mark.parametrize("member", ["s2", "st1"])
+def test_speech_llm_members_are_the_ravdess_recipes_but_for_what_keeps_the_demo_short(member, tmp_path):
+    features = tmp_path / "features"
+    demo_recipe = to_dict(demo._speech_llm_recipe(
+        member, Path("manifest.jsonl"), "ravdess", "whisper-base", "smollm2", 30, demo.DEMO_SPEECH_LLM_EPOCHS,
+        features, progress=True,
+    ))
+    shipped = to_dict(load_recipe(RECIPES / "ravdess" / f"{member}.yaml"))
+    # shorter: fewer epochs and fewer of SmolLM2's layers; the frozen Whisper output is cached in the demo's folder
+    assert demo_recipe["train"].pop("epochs") == demo.DEMO_SPEECH_LLM_EPOCHS < shipped["train"].pop("epochs")
+    assert demo_recipe["model"].pop("layer") == demo.DEMO_SPEECH_LLM_LAYERS < shipped["model"].pop("layer")
+    assert demo_recipe["model"].pop("feature_cache") == str(features)
+    assert shipped["model"].pop("feature_cache") == "auto"
+    for section in ("member", "audio", "prompt", "model", "loss", "train"):
+        assert demo_recipe[section] == shipped[section], section
+    assert demo_recipe["data"]["corpus"] == shipped["data"]["corpus"] == "ravdess"
+    # an LLM with fewer layers than the demo runs (the tiny stand-in) runs all of them
+    tiny = demo._speech_llm_recipe(member, Path("m.jsonl"), "ravdess", "w", "l", 1, 1, features, progress=False)
+    assert tiny.model.layer == 1

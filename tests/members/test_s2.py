@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -59,7 +60,8 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
         "lora_" in k or k.startswith(("ln_speech.", "qformer.", "proj.", "pooling.", "head.")) for k in state
     )
     loaded = load_run(run)
-    assert set(state) == {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    trained = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    assert set(state) == trained | {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["dev_utterances"] == 32
     # Whisper ran once per utterance (train + dev); both epochs and the prediction reused the cache.
@@ -68,7 +70,12 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
     out = tmp_path / "pred.csv"
     assert main(["predict", str(run), str(run / "data" / "splits.jsonl"), "--split", "dev", "-o", str(out),
                  "--no-progress"]) == 0
-    assert len(read_predictions(out).ids) == 32
+    table = read_predictions(out)
+    assert len(table.ids) == 32
+    # The reloaded run predicts what the trained model predicted on dev (nothing learnt was left out of the run).
+    dev = read_predictions(run / "dev_predictions.csv")
+    order = [table.ids.index(i) for i in dev.ids]
+    assert np.allclose(np.asarray(table.probs)[order], np.asarray(dev.probs), atol=1e-4)
 
 
 def test_s2_generative_output_trains_and_predicts(tmp_path, tiny_whisper_dir, tiny_llama_dir, ravdess):

@@ -92,7 +92,11 @@ def test_rebuilt_from_its_config_with_the_trained_part_gives_the_same_logits():
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
+    model.train()
+    run(model, torch.randn(3, 9000), torch.tensor([9000, 7000, 5000]))  # moves the head's running statistics
+    model.eval()
     state = model.trainable_state_dict()
+    assert {"head.0.running_mean", "head.0.running_var"} <= set(state)
     # The frozen parts come from the same "pretrained" weights; only the trained part is loaded.
     torch.manual_seed(0)
     rebuilt = SpeechLLM(model.config).eval()
@@ -144,7 +148,7 @@ def test_generative_scores_are_the_class_names_log_likelihood():
     # Brute force: the full causal LM on the prompt followed by each name.
     prefix, prefix_lengths, suffix, suffix_lengths = prompt_batch(2, [2, 1])
     speech, speech_mask = model.speech_embeddings(waves, lengths)
-    embeds, mask = model.assemble(speech, speech_mask, prefix, prefix_lengths, suffix, suffix_lengths)
+    embeds, mask, _ = model.assemble(speech, speech_mask, prefix, prefix_lengths, suffix, suffix_lengths)
     for b in range(2):
         n = int(mask[b].sum())
         for c, ids in enumerate(names):
@@ -236,3 +240,23 @@ def test_whisper_layer_runs_only_the_layers_below_it(monkeypatch):
     assert model.encoder_key() != tiny_model().encoder_key()  # another hidden state is another cache entry
     with pytest.raises(ValueError, match="whisper_layer"):
         tiny_model(whisper_layer=5)
+
+
+def test_content_mask_marks_the_speech_and_transcript_tokens_only():
+    model = tiny_model()
+    speech, speech_mask = model.speech_embeddings(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+    prefix, prefix_lengths, suffix, suffix_lengths = prompt_batch(2, [4, 2])
+    flags = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    _, mask, content = model.assemble(speech, speech_mask, prefix, prefix_lengths, suffix, suffix_lengths, flags)
+    # Row 0: 3 prefix, 3 speech, 4 suffix (2 of them transcript); row 1: 3 prefix, 2 speech, 2 suffix (1 transcript).
+    assert content[0].tolist() == [False] * 3 + [True] * 3 + [False, True, True, False]
+    assert content[1].tolist() == [False] * 3 + [True] * 2 + [True, False] + [False] * 3
+    assert mask.sum(dim=1).tolist() == [10, 7]
+    assert not bool((content & ~mask.bool()).any())
+
+
+def test_head_standardises_per_dimension_and_takes_a_batch_of_one_in_training():
+    model = tiny_model().train()
+    assert run(model, torch.randn(1, 8000), torch.tensor([8000])).shape == (1, 4)
+    layer_norm = tiny_model(head_norm="layer")
+    assert isinstance(layer_norm.head[0], torch.nn.LayerNorm)

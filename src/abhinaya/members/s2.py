@@ -104,26 +104,26 @@ class PromptedAudioDataset:
             return choices[0]
         return random.Random(f"{self.seed}:{self.epoch}:{index}").choice(choices)
 
-    def prompt_ids(self, utt: Utterance, index: int) -> tuple[list[int], list[int]]:
-        """Token ids before and after the speech tokens."""
+    def prompt_ids(self, utt: Utterance, index: int) -> tuple[list[int], list[int], list[int]]:
+        """Token ids before and after the speech tokens, and a 0/1 flag per suffix token (1 = transcript)."""
         fields = {"instruction": self._instruction(index), "text": "{text}"}
         before = self._before.format(**fields)
         after = self._after.format(**fields)
         prefix = self.tokenizer(before, add_special_tokens=True)["input_ids"]
         if "{text}" not in after:
-            return prefix, self.tokenizer(after, add_special_tokens=False)["input_ids"]
+            suffix = self.tokenizer(after, add_special_tokens=False)["input_ids"]
+            return prefix, suffix, [0] * len(suffix)
         head, tail = after.split("{text}", 1)
         text = self.tokenizer(transcript_of(utt), add_special_tokens=False)["input_ids"][: self.prompt.max_text_tokens]
-        suffix = (
-            self.tokenizer(head, add_special_tokens=False)["input_ids"]
-            + text
-            + self.tokenizer(tail, add_special_tokens=False)["input_ids"]
-        )
-        return prefix, suffix
+        head_ids = self.tokenizer(head, add_special_tokens=False)["input_ids"]
+        tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
+        return prefix, head_ids + text + tail_ids, [0] * len(head_ids) + [1] * len(text) + [0] * len(tail_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.audio[index]
-        item["prefix_ids"], item["suffix_ids"] = self.prompt_ids(self.audio.utterances[index], index)
+        item["prefix_ids"], item["suffix_ids"], item["suffix_content"] = self.prompt_ids(
+            self.audio.utterances[index], index
+        )
         return item
 
 
@@ -204,6 +204,7 @@ class S2Member(Member):
         pad = self.tokenizer.pad_token_id
         batch["prefix_ids"], batch["prefix_lengths"] = _pad([item["prefix_ids"] for item in items], pad)
         batch["suffix_ids"], batch["suffix_lengths"] = _pad([item["suffix_ids"] for item in items], pad)
+        batch["suffix_content"] = _pad([item["suffix_content"] for item in items], 0)[0].bool()
         return batch
 
     def logits(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
@@ -214,6 +215,7 @@ class S2Member(Member):
             batch["prefix_lengths"],
             batch["suffix_ids"],
             batch["suffix_lengths"],
+            batch["suffix_content"],
         )
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:

@@ -62,6 +62,13 @@ class SpeechLLMConfig:
         output: "classifier" (pooled hidden states -> MLP head) or "generative" (scores of the class names).
         layer: classifier only: number of decoder layers run (None = all, the paper's last hidden layer).
         pooling / attention_dim / head_hidden / dropout: classifier pooling and head.
+        head_norm: classifier: normalisation of the pooled vector at the head's input: "batch" (each dimension
+            standardised over the batch, running statistics at inference) or "layer" (LayerNorm over the vector). An
+            LLM's hidden states carry a few dimensions of very large magnitude that are the same for every input; a
+            LayerNorm over the vector divides the informative dimensions by their scale, a per-dimension
+            standardisation does not.
+        pool_over: classifier: positions pooled, "content" (the speech tokens and, for ST1, the transcript's tokens;
+            the prompt's fixed words are left out) or "all" (every position but padding).
         train_crop_seconds: training only: a random window of this length taken from the encoder output of the whole
             utterance (None = whole utterance).
         max_seconds: audio beyond this is dropped (Whisper's window is 30 s; SALMONN reads the first 30 s).
@@ -86,6 +93,8 @@ class SpeechLLMConfig:
     output: str = "classifier"
     layer: int | None = None
     pooling: str = "attentive"
+    pool_over: str = "content"
+    head_norm: str = "batch"
     attention_dim: int = 128
     head_hidden: int = 256
     dropout: float = 0.1
@@ -100,6 +109,10 @@ class SpeechLLMConfig:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head_norm not in ("batch", "layer"):
+            raise ValueError(f"head_norm must be 'batch' or 'layer', got {self.head_norm!r}")
+        if self.pool_over not in ("content", "all"):
+            raise ValueError(f"pool_over must be 'content' or 'all', got {self.pool_over!r}")
         if self.layer is not None and self.layer < 1:
             raise ValueError(f"layer (number of decoder layers run) must be >= 1, got {self.layer}")
         if self.layer is not None and self.output == "generative":
@@ -129,6 +142,18 @@ def _causal_lm_from_dict(llm_config: dict[str, Any]) -> nn.Module:
     if model_type is None:
         raise ValueError("llm_config needs a model_type (e.g. llama)")
     return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
+
+
+class BatchStandardize(nn.BatchNorm1d):
+    """Per-dimension standardisation over the batch (BatchNorm1d) that also accepts a training batch of one
+    utterance, which then uses the running statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)
 
 
 class SpeechLLM(nn.Module):
@@ -205,6 +230,12 @@ class SpeechLLM(nn.Module):
         )
         llm_width = int(self.llm.config.hidden_size)
         self.proj = nn.Linear(qconfig.hidden_size, llm_width)
+        # Start the speech tokens at the scale of the LLM's token embeddings (the Q-Former output is layer-normalised,
+        # entries ~1): default initialisation makes them several times larger, out of the range the LLM was trained on.
+        with torch.no_grad():
+            embedding_rms = float(self.llm.get_input_embeddings().weight.float().pow(2).mean().sqrt())
+            self.proj.weight.normal_(0.0, embedding_rms / qconfig.hidden_size**0.5)
+            self.proj.bias.zero_()
 
         if config.output == "classifier":
             self.pooling: nn.Module = (
@@ -213,7 +244,7 @@ class SpeechLLM(nn.Module):
                 else MeanStdPooling()
             )
             self.head = nn.Sequential(
-                nn.LayerNorm(2 * llm_width),
+                BatchStandardize(2 * llm_width) if config.head_norm == "batch" else nn.LayerNorm(2 * llm_width),
                 nn.Dropout(config.dropout),
                 nn.Linear(2 * llm_width, config.head_hidden),
                 nn.GELU(),
@@ -395,14 +426,24 @@ class SpeechLLM(nn.Module):
         prefix_lengths: torch.Tensor,
         suffix_ids: torch.Tensor,
         suffix_lengths: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        suffix_content: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per utterance: prefix tokens, speech tokens, suffix tokens, packed without gaps and right-padded.
-        Returns inputs_embeds (B, L, D) and attention_mask (B, L) long."""
+
+        Returns inputs_embeds (B, L, D), attention_mask (B, L) long, and the content mask (B, L) bool: the speech
+        tokens and the suffix tokens flagged in ``suffix_content`` (B, Q) (the transcript, for ST1)."""
         prefix = self._embed_tokens(prefix_ids)
         suffix = self._embed_tokens(suffix_ids)
         dtype = prefix.dtype
         rows = []
+        flags = []
         for b in range(speech.shape[0]):
+            n_prefix, n_speech, n_suffix = int(prefix_lengths[b]), int(speech_mask[b].sum()), int(suffix_lengths[b])
+            flag = torch.zeros(n_prefix + n_speech + n_suffix, dtype=torch.bool, device=speech.device)
+            flag[n_prefix : n_prefix + n_speech] = True
+            if suffix_content is not None:
+                flag[n_prefix + n_speech :] = suffix_content[b, :n_suffix].bool()
+            flags.append(flag)
             rows.append(
                 torch.cat(
                     [
@@ -414,9 +455,11 @@ class SpeechLLM(nn.Module):
             )
         total = torch.tensor([r.shape[0] for r in rows], device=speech.device)
         embeds = prefix.new_zeros(len(rows), int(total.max()), prefix.shape[-1])
+        content = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=speech.device)
         for b, r in enumerate(rows):
             embeds[b, : r.shape[0]] = r
-        return embeds, lengths_to_mask(total, embeds.shape[1]).long()
+            content[b, : r.shape[0]] = flags[b]
+        return embeds, lengths_to_mask(total, embeds.shape[1]).long(), content
 
     # ------------------------------------------------------------------ outputs
 
@@ -428,13 +471,17 @@ class SpeechLLM(nn.Module):
         prefix_lengths: torch.Tensor,
         suffix_ids: torch.Tensor,
         suffix_lengths: torch.Tensor,
+        suffix_content: torch.Tensor | None = None,
     ) -> torch.Tensor:
         speech, speech_mask = self.speech_embeddings(waveforms, lengths)
-        embeds, mask = self.assemble(speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths)
+        embeds, mask, content = self.assemble(
+            speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths, suffix_content
+        )
         if self.config.output == "generative":
             return self.label_scores(embeds, mask)
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-        return self.head(self.pooling(hidden.float(), mask.bool()))
+        pooled = content if self.config.pool_over == "content" else mask.bool()
+        return self.head(self.pooling(hidden.float(), pooled))
 
     def label_scores(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, C) log-likelihood of each class name's tokens following each prompt (constrained scoring).
@@ -479,9 +526,11 @@ class SpeechLLM(nn.Module):
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what is trained: LayerNorms, Q-Former, projection, LoRA, pooling and head."""
+        """Only what is trained: LayerNorms, Q-Former, projection, LoRA, pooling and head, with the running
+        statistics of the head's standardisation (buffers learnt from the training data)."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in trainable}
+        learnt = {f"head.{name}" for name, _ in self.head.named_buffers()} if hasattr(self, "head") else set()
+        return {k: v for k, v in self.state_dict().items() if k in trainable or k in learnt}
 
     def param_groups(self, lora_lr: float, lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; everything else trained (Q-Former, projection, LayerNorms, pooling, head)
