@@ -66,7 +66,12 @@ class Member:
         raise NotImplementedError
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        """Optimizer groups: the model's own ``param_groups(encoder_lr, head_lr, weight_decay)`` where it has one
+        (pretrained part vs. new part), else every trainable parameter at ``head_lr``."""
         train = self.recipe.train
+        inner = model.module if hasattr(model, "module") else model
+        if hasattr(inner, "param_groups"):
+            return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params, "lr": train.head_lr, "weight_decay": train.weight_decay}]
 

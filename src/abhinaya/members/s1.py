@@ -59,7 +59,3 @@ class S1Member(Member):
     def logits(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return model(batch["waveforms"], batch["lengths"])
 
-    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
-        train = self.recipe.train
-        inner = model.module if hasattr(model, "module") else model
-        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)

@@ -218,10 +218,5 @@ class S2Member(Member):
             batch["suffix_content"],
         )
 
-    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
-        train = self.recipe.train
-        inner = model.module if hasattr(model, "module") else model
-        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
-
     def saved_state(self, model: SpeechLLM) -> dict[str, torch.Tensor]:
         return model.trainable_state_dict()

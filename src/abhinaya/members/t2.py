@@ -69,10 +69,5 @@ class T2Member(Member):
     def logits(self, model: LLMTextClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return model(batch["input_ids"], batch["attention_mask"])
 
-    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
-        train = self.recipe.train
-        inner = model.module if hasattr(model, "module") else model
-        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
-
     def saved_state(self, model: LLMTextClassifier) -> dict[str, torch.Tensor]:
         return model.trainable_state_dict()

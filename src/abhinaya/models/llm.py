@@ -165,6 +165,28 @@ def add_lora(
         raise ValueError(f"LoRA found none of the modules {list(target_modules)} in the LM's layers")
 
 
+def lora_param_groups(
+    model: torch.nn.Module, llm: torch.nn.Module, lora_lr: float, lr: float, weight_decay: float, name: str
+) -> list[dict]:
+    """Optimizer groups of a model built around an LLM with LoRA: the adapters inside ``llm`` at ``lora_lr``; every
+    other trainable parameter of ``model`` at ``lr`` (group ``name``), matrices with weight decay, vectors without."""
+    llm_ids = {id(p) for p in llm.parameters()}
+    buckets: dict[str, list[torch.nn.Parameter]] = {"lora": [], name: [], f"{name}_no_decay": []}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in llm_ids:
+            buckets["lora"].append(p)
+        else:
+            buckets[name if p.ndim >= 2 else f"{name}_no_decay"].append(p)
+    rates = {"lora": (lora_lr, weight_decay), name: (lr, weight_decay), f"{name}_no_decay": (lr, 0.0)}
+    return [
+        {"name": group, "params": params, "lr": rates[group][0], "weight_decay": rates[group][1]}
+        for group, params in buckets.items()
+        if params
+    ]
+
+
 # ---------------------------------------------------------------- GGUF -> transformers folder
 
 

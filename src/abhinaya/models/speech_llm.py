@@ -535,18 +535,6 @@ class SpeechLLM(nn.Module):
     def param_groups(self, lora_lr: float, lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; everything else trained (Q-Former, projection, LayerNorms, pooling, head)
         at ``lr``; biases and norms without weight decay."""
-        llm_ids = {id(p) for p in self.llm.parameters()}
-        buckets: dict[str, list[nn.Parameter]] = {"lora": [], "adapter": [], "adapter_no_decay": []}
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            if id(p) in llm_ids:
-                buckets["lora"].append(p)
-            else:
-                buckets["adapter" if p.ndim >= 2 else "adapter_no_decay"].append(p)
-        rates = {"lora": (lora_lr, weight_decay), "adapter": (lr, weight_decay), "adapter_no_decay": (lr, 0.0)}
-        return [
-            {"name": name, "params": params, "lr": rates[name][0], "weight_decay": rates[name][1]}
-            for name, params in buckets.items()
-            if params
-        ]
+        from .llm import lora_param_groups
+
+        return lora_param_groups(self, self.llm, lora_lr, lr, weight_decay, name="adapter")

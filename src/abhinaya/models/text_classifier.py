@@ -245,21 +245,9 @@ class LLMTextClassifier(nn.Module):
 
     def param_groups(self, lora_lr: float, head_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; pooling and head at ``head_lr`` (matrices decayed, vectors not)."""
-        llm_ids = {id(p) for p in self.llm.parameters()}
-        buckets: dict[str, list[nn.Parameter]] = {"lora": [], "head": [], "head_no_decay": []}
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            if id(p) in llm_ids:
-                buckets["lora"].append(p)
-            else:
-                buckets["head" if p.ndim >= 2 else "head_no_decay"].append(p)
-        rates = {"lora": (lora_lr, weight_decay), "head": (head_lr, weight_decay), "head_no_decay": (head_lr, 0.0)}
-        return [
-            {"name": name, "params": params, "lr": rates[name][0], "weight_decay": rates[name][1]}
-            for name, params in buckets.items()
-            if params
-        ]
+        from .llm import lora_param_groups
+
+        return lora_param_groups(self, self.llm, lora_lr, head_lr, weight_decay, name="head")
 
 
 __all__ = ["LLMTextClassifier", "LLMTextClassifierConfig"]
