@@ -7,6 +7,7 @@ import torch
 
 from abhinaya.models.qformer import WindowQFormerConfig
 from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
+from abhinaya.models.standardize import BatchStandardize, RunningStandardize
 from tests.conftest import TINY_LLAMA, TINY_WHISPER
 
 LLAMA = {"model_type": "llama", "vocab_size": 40, "pad_token_id": 0, **TINY_LLAMA}
@@ -258,5 +259,25 @@ def test_content_mask_marks_the_speech_and_transcript_tokens_only():
 def test_head_standardises_per_dimension_and_takes_a_batch_of_one_in_training():
     model = tiny_model().train()
     assert run(model, torch.randn(1, 8000), torch.tensor([8000])).shape == (1, 4)
+    assert isinstance(model.head[0], RunningStandardize)
+    assert isinstance(tiny_model(head_norm="batch").head[0], BatchStandardize)
     layer_norm = tiny_model(head_norm="layer")
     assert isinstance(layer_norm.head[0], torch.nn.LayerNorm)
+    with pytest.raises(ValueError, match="head_norm"):
+        tiny_model(head_norm="group")
+
+
+def test_param_groups_cover_every_trainable_parameter_once_with_the_connector_at_its_own_rate():
+    model = tiny_model()
+    groups = model.param_groups(2e-4, 1e-3, 0.01, connector_lr=1e-5)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    by_name = {g["name"]: g for g in groups}
+    assert {"lora", "connector", "connector_no_decay", "head", "head_no_decay"} <= set(by_name)
+    connector = {id(p) for part in (model.ln_speech, model.qformer, model.proj) for p in part.parameters()}
+    assert {id(p) for p in by_name["connector"]["params"] + by_name["connector_no_decay"]["params"]} == connector
+    assert by_name["connector"]["lr"] == by_name["connector_no_decay"]["lr"] == 1e-5
+    assert by_name["head"]["lr"] == 1e-3 and by_name["lora"]["lr"] == 2e-4
+    assert by_name["connector_no_decay"]["weight_decay"] == 0.0 and by_name["connector"]["weight_decay"] == 0.01
+    # Without connector_lr the connector trains at the head's rate.
+    assert {g["lr"] for g in model.param_groups(2e-4, 1e-3, 0.01) if g["name"].startswith("connector")} == {1e-3}

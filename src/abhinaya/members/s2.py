@@ -22,6 +22,7 @@ from ..losses import LossConfig
 from ..manifest import Utterance
 from ..models.speech_llm import SpeechLLM, SpeechLLMConfig
 from ..text_data import transcript_of
+from ..training_config import TrainConfig
 from .base import Member, Recipe
 
 SPEECH_PLACEHOLDER = "<SpeechHere>"
@@ -63,8 +64,27 @@ class PromptConfig:
 
 
 @dataclass
+class S2TrainConfig(TrainConfig):
+    """The shared training settings, plus ``connector_lr``: learning rate of the connector between the speech encoders
+    and the LLM (LayerNorms, Q-Former, projection); null = ``head_lr``. LoRA trains at ``encoder_lr``, the pooling
+    and classifier head at ``head_lr``.
+
+    The connector's weights start small (the projection at the scale of the LLM's token embeddings, a few
+    thousandths), and Adam moves every weight by about the learning rate per step whatever its gradient, so a rate
+    made for a new head (1e-3) scrambles a connector trained from scratch within a few steps; it needs its own."""
+
+    connector_lr: float | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.connector_lr is not None and self.connector_lr < 0:
+            raise ValueError(f"connector_lr must be >= 0, got {self.connector_lr}")
+
+
+@dataclass
 class S2Recipe(Recipe):
     member: str = "s2"
+    train: S2TrainConfig = field(default_factory=S2TrainConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(name="weighted_focal"))
     # No crop on the waveform: the model crops the cached encoder output (model.train_crop_seconds).
     audio: AudioConfig = field(default_factory=lambda: AudioConfig(train_crop_seconds=None))
@@ -206,6 +226,11 @@ class S2Member(Member):
         batch["suffix_ids"], batch["suffix_lengths"] = _pad([item["suffix_ids"] for item in items], pad)
         batch["suffix_content"] = _pad([item["suffix_content"] for item in items], 0)[0].bool()
         return batch
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        train = self.recipe.train
+        inner = model.module if hasattr(model, "module") else model
+        return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay, connector_lr=train.connector_lr)
 
     def logits(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
         return model(

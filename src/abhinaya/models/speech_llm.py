@@ -34,12 +34,14 @@ from torch.nn import functional as F
 from .feature_cache import EncoderFeatureCache, audio_key, encoder_key
 from .pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
 from .qformer import WindowQFormer, WindowQFormerConfig
+from .standardize import BatchStandardize, RunningStandardize
 from .ssl_classifier import WhisperLogMel, build_encoder, whisper_frontend
 
 __all__ = ["SpeechLLM", "SpeechLLMConfig"]
 
 OUTPUTS = ("classifier", "generative")
 POOLINGS = ("attentive", "mean_std")
+HEAD_NORMS = ("running", "batch", "layer")
 _HOUSEKEEPING = ("architectures", "transformers_version", "_name_or_path", "quantization_config", "dtype", "torch_dtype")
 
 
@@ -62,11 +64,13 @@ class SpeechLLMConfig:
         output: "classifier" (pooled hidden states -> MLP head) or "generative" (scores of the class names).
         layer: classifier only: number of decoder layers run (None = all, the paper's last hidden layer).
         pooling / attention_dim / head_hidden / dropout: classifier pooling and head.
-        head_norm: classifier: normalisation of the pooled vector at the head's input: "batch" (each dimension
-            standardised over the batch, running statistics at inference) or "layer" (LayerNorm over the vector). An
-            LLM's hidden states carry a few dimensions of very large magnitude that are the same for every input; a
-            LayerNorm over the vector divides the informative dimensions by their scale, a per-dimension
-            standardisation does not.
+        head_norm: classifier: normalisation of the pooled vector at the head's input: "running" (each dimension
+            standardised with running statistics of the training data, in training as at inference), "batch"
+            (BatchNorm: the batch's statistics in training) or "layer" (LayerNorm over the vector). An LLM's hidden
+            states carry a few dimensions of very large magnitude that are the same for every input; a LayerNorm
+            over the vector divides the informative dimensions by their scale, a per-dimension standardisation does
+            not. With length-bucketed batches "batch" normalises training batches differently from inference, which
+            can collapse dev predictions onto one class (see models/standardize.py).
         pool_over: classifier: positions pooled, "content" (the speech tokens and, for ST1, the transcript's tokens;
             the prompt's fixed words are left out) or "all" (every position but padding).
         train_crop_seconds: training only: a random window of this length taken from the encoder output of the whole
@@ -94,7 +98,7 @@ class SpeechLLMConfig:
     layer: int | None = None
     pooling: str = "attentive"
     pool_over: str = "content"
-    head_norm: str = "batch"
+    head_norm: str = "running"
     attention_dim: int = 128
     head_hidden: int = 256
     dropout: float = 0.1
@@ -109,8 +113,8 @@ class SpeechLLMConfig:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.head_norm not in ("batch", "layer"):
-            raise ValueError(f"head_norm must be 'batch' or 'layer', got {self.head_norm!r}")
+        if self.head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {self.head_norm!r}")
         if self.pool_over not in ("content", "all"):
             raise ValueError(f"pool_over must be 'content' or 'all', got {self.pool_over!r}")
         if self.layer is not None and self.layer < 1:
@@ -144,16 +148,12 @@ def _causal_lm_from_dict(llm_config: dict[str, Any]) -> nn.Module:
     return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
 
 
-class BatchStandardize(nn.BatchNorm1d):
-    """Per-dimension standardisation over the batch (BatchNorm1d) that also accepts a training batch of one
-    utterance, which then uses the running statistics."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        return super().forward(x)
+def _head_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "running":
+        return RunningStandardize(dim)
+    if kind == "batch":
+        return BatchStandardize(dim)
+    return nn.LayerNorm(dim)
 
 
 class SpeechLLM(nn.Module):
@@ -244,7 +244,7 @@ class SpeechLLM(nn.Module):
                 else MeanStdPooling()
             )
             self.head = nn.Sequential(
-                BatchStandardize(2 * llm_width) if config.head_norm == "batch" else nn.LayerNorm(2 * llm_width),
+                _head_norm(config.head_norm, 2 * llm_width),
                 nn.Dropout(config.dropout),
                 nn.Linear(2 * llm_width, config.head_hidden),
                 nn.GELU(),
@@ -532,9 +532,26 @@ class SpeechLLM(nn.Module):
         learnt = {f"head.{name}" for name, _ in self.head.named_buffers()} if hasattr(self, "head") else set()
         return {k: v for k, v in self.state_dict().items() if k in trainable or k in learnt}
 
-    def param_groups(self, lora_lr: float, lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
-        """LoRA adapters at ``lora_lr``; everything else trained (Q-Former, projection, LayerNorms, pooling, head)
-        at ``lr``; biases and norms without weight decay."""
+    def param_groups(
+        self, lora_lr: float, lr: float, weight_decay: float = 0.0, connector_lr: float | None = None
+    ) -> list[dict[str, Any]]:
+        """LoRA adapters at ``lora_lr``; the connector (LayerNorms, Q-Former, projection) at ``connector_lr`` (default
+        ``lr``); pooling and head at ``lr``; biases and norms without weight decay."""
         from .llm import lora_param_groups
 
-        return lora_param_groups(self, self.llm, lora_lr, lr, weight_decay, name="adapter")
+        groups = lora_param_groups(self, self.llm, lora_lr, lr, weight_decay, name="head")
+        parts = (self.ln_speech, getattr(self, "ln_audio", None), self.qformer, self.proj)
+        connector = {id(p) for part in parts if part is not None for p in part.parameters()}
+        split = []
+        for group in groups:
+            if group["name"] == "lora":
+                split.append(group)
+                continue
+            for prefix, members in (
+                ("connector", [p for p in group["params"] if id(p) in connector]),
+                ("head", [p for p in group["params"] if id(p) not in connector]),
+            ):
+                if members:
+                    rate = connector_lr if prefix == "connector" and connector_lr is not None else group["lr"]
+                    split.append(dict(group, name=group["name"].replace("head", prefix), params=members, lr=rate))
+        return split
