@@ -18,7 +18,8 @@ Members, side by side on the same folds:
   mean+std pooling of one hidden layer (chosen on dev), logistic regression.
 - ``s1``, ``s2``, ``st1``: the shipped recipe ``recipes/<corpus>/<member>.yaml``
   (or ``--recipe`` for a single member), trained per fold with ``abhinaya train``.
-  ST1 needs transcripts: ``--manifest`` names a manifest filled by ``abhinaya transcribe``.
+  ST1 needs transcripts: the RAVDESS preparer fills each file's known statement (Whisper-base transcribes them
+  at 0.6% WER, BENCHMARKS.md); elsewhere ``--manifest`` names a manifest filled by ``abhinaya transcribe``.
 
 Per-fold and mean macro-F1, UA and WA, the training wall time, the seconds of
 each epoch and the prediction speed on the test speakers are written to

@@ -150,3 +150,30 @@ def test_bad_settings_are_clear_errors(tiny_llama_dir):
         LLMTextClassifier(LLMTextClassifierConfig())
     with pytest.raises(ValueError, match="decoder layers"):
         make_model(tiny_llama_dir, layer=7)
+
+
+def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
+    from abhinaya.checkpoint import load_model_weights, save_tensors
+    from abhinaya.models.standardize import RunningStandardize
+
+    model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
+    assert isinstance(model.head[0], RunningStandardize)
+    ids, mask = batch(ROWS)
+    model.train()
+    for _ in range(3):
+        model(ids, mask)  # updates the running statistics
+    state = model.trainable_state_dict()
+    assert {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"} <= set(state)
+    assert int(state["head.0.num_batches_tracked"]) == 3
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_tensors(Path(folder) / "model.safetensors", state)
+        fresh = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
+        load_model_weights(fresh, path, partial=True)
+    torch.testing.assert_close(fresh.head[0].running_var, model.head[0].running_var)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(ids, mask), model.eval()(ids, mask))
+    with pytest.raises(ValueError, match="head_norm"):
+        make_model(tiny_llama_dir, head_norm="group")

@@ -34,14 +34,13 @@ from torch.nn import functional as F
 from .feature_cache import EncoderFeatureCache, audio_key, encoder_key
 from .pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
 from .qformer import WindowQFormer, WindowQFormerConfig
-from .standardize import BatchStandardize, RunningStandardize
+from .standardize import HEAD_NORMS, build_head_norm
 from .ssl_classifier import WhisperLogMel, build_encoder, whisper_frontend
 
 __all__ = ["SpeechLLM", "SpeechLLMConfig"]
 
 OUTPUTS = ("classifier", "generative")
 POOLINGS = ("attentive", "mean_std")
-HEAD_NORMS = ("running", "batch", "layer")
 _HOUSEKEEPING = ("architectures", "transformers_version", "_name_or_path", "quantization_config", "dtype", "torch_dtype")
 
 
@@ -148,14 +147,6 @@ def _causal_lm_from_dict(llm_config: dict[str, Any]) -> nn.Module:
     return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
 
 
-def _head_norm(kind: str, dim: int) -> nn.Module:
-    if kind == "running":
-        return RunningStandardize(dim)
-    if kind == "batch":
-        return BatchStandardize(dim)
-    return nn.LayerNorm(dim)
-
-
 class SpeechLLM(nn.Module):
     """Speech encoders -> window Q-Former -> projection -> LLM with LoRA -> class logits (see the module docstring).
 
@@ -244,7 +235,7 @@ class SpeechLLM(nn.Module):
                 else MeanStdPooling()
             )
             self.head = nn.Sequential(
-                _head_norm(config.head_norm, 2 * llm_width),
+                build_head_norm(config.head_norm, 2 * llm_width),
                 nn.Dropout(config.dropout),
                 nn.Linear(2 * llm_width, config.head_hidden),
                 nn.GELU(),

@@ -19,7 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BatchStandardize", "RunningStandardize"]
+__all__ = ["HEAD_NORMS", "BatchStandardize", "RunningStandardize", "build_head_norm"]
+
+HEAD_NORMS = ("running", "batch", "layer")
 
 
 class RunningStandardize(nn.Module):
@@ -79,3 +81,15 @@ class BatchStandardize(nn.BatchNorm1d):
         if self.training and x.shape[0] == 1:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
+
+
+def build_head_norm(kind: str, dim: int) -> nn.Module:
+    """The normalisation of a pooled (B, dim) vector at a head's input: "running" (:class:`RunningStandardize`),
+    "batch" (:class:`BatchStandardize`) or "layer" (a LayerNorm over the vector)."""
+    if kind == "running":
+        return RunningStandardize(dim)
+    if kind == "batch":
+        return BatchStandardize(dim)
+    if kind == "layer":
+        return nn.LayerNorm(dim)
+    raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {kind!r}")

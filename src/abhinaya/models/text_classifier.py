@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .pooling import AttentiveStatisticsPooling, MeanStdPooling
+from .standardize import HEAD_NORMS, build_head_norm
 
 POOLINGS = ("attentive", "mean_std")
 
@@ -44,6 +45,10 @@ class LLMTextClassifierConfig:
         pooling: "attentive" (attentive statistics pooling) or "mean_std".
         attention_dim: hidden size of the attentive pooling's scoring network.
         head_hidden: hidden size of the MLP head; dropout: its dropout.
+        head_norm: normalisation of the pooled vector at the head's input: "layer" (LayerNorm over the vector),
+            "running" (each dimension standardised with running statistics of the training data) or "batch"
+            (BatchNorm); see ``abhinaya.models.standardize``. An LLM's hidden states have a few huge dimensions that
+            are nearly the same for every input, which a LayerNorm lets dominate the vector's scale.
         cache_frozen: keep the output of the frozen layers per distinct input (exact; memory: tokens x hidden x 4 B).
         num_labels: number of classes.
     """
@@ -60,12 +65,15 @@ class LLMTextClassifierConfig:
     attention_dim: int = 128
     head_hidden: int = 256
     dropout: float = 0.1
+    head_norm: str = "layer"
     cache_frozen: bool = True
     num_labels: int = 7
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {self.head_norm!r}")
         if self.layer is not None and self.layer < 1:
             raise ValueError(f"layer (number of decoder layers run) must be >= 1, got {self.layer}")
         if self.lora_layers is not None and self.lora_layers < 1:
@@ -143,7 +151,7 @@ class LLMTextClassifier(nn.Module):
         else:
             self.pooling = MeanStdPooling()
         self.head = nn.Sequential(
-            nn.LayerNorm(2 * hidden),
+            build_head_norm(config.head_norm, 2 * hidden),
             nn.Dropout(config.dropout),
             nn.Linear(2 * hidden, config.head_hidden),
             nn.GELU(),
@@ -239,9 +247,11 @@ class LLMTextClassifier(nn.Module):
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what is trained: the LoRA adapters, pooling and head."""
+        """Only what is trained: the LoRA adapters, pooling and head, with the head's running statistics (buffers
+        learnt from the training data, for ``head_norm`` running / batch)."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in trainable}
+        learnt = {f"head.{name}" for name, _ in self.head.named_buffers()}
+        return {k: v for k, v in self.state_dict().items() if k in trainable or k in learnt}
 
     def param_groups(self, lora_lr: float, head_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; pooling and head at ``head_lr`` (matrices decayed, vectors not)."""
