@@ -197,5 +197,8 @@ def test_speech_llm_members_are_the_ravdess_recipes_but_for_what_keeps_the_demo_
         assert demo_recipe[section] == shipped[section], section
     assert demo_recipe["data"]["corpus"] == shipped["data"]["corpus"] == "ravdess"
     # an LLM with fewer layers than the demo runs (the tiny stand-in) runs all of them
-    tiny = demo._speech_llm_recipe(member, Path("m.jsonl"), "ravdess", "w", "l", 1, 1, features, progress=False)
+    tiny = demo._speech_llm_recipe(
+        member, Path("m.jsonl"), "ravdess", "w", "l", 1, 1, features, progress=False, whisper_layers=2
+    )
     assert tiny.model.layer == 1
+    assert tiny.model.whisper_layer == 2  # likewise Whisper's layers

@@ -389,6 +389,13 @@ def _num_layers(llm: str) -> int:
     return json.loads((Path(llm) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
 
 
+def _whisper_layers(whisper: str) -> int:
+    """Encoder layers of the Whisper model ``whisper`` (a prepared name or a folder)."""
+    from .models.cache import resolve_model_path
+
+    return json.loads((resolve_model_path(whisper) / "config.json").read_text(encoding="utf-8"))["encoder_layers"]
+
+
 def _t2_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
     """Train T2 for ``epochs`` epochs and predict the evaluation split."""
     recipe = _t2_recipe(manifest, corpus, llm, _num_layers(llm), epochs, progress)
@@ -397,7 +404,7 @@ def _t2_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: 
 
 def _speech_llm_recipe(
     member: str, manifest: Path, corpus: str, whisper: str, llm: str, llm_layers: int, epochs: int,
-    feature_cache: Path, progress: bool,
+    feature_cache: Path, progress: bool, whisper_layers: int = 6,
 ):
     """S2 or ST1 (``member``) as recipes/ravdess/s2.yaml or st1.yaml, for
     ``epochs`` epochs, running the first ``DEMO_SPEECH_LLM_LAYERS`` of the LLM's
@@ -405,11 +412,10 @@ def _speech_llm_recipe(
     cached in ``feature_cache``."""
     from .experiment import DataConfig
     from .losses import LossConfig
-    from .members.s2 import S2Recipe
+    from .members.s2 import S2Recipe, S2TrainConfig
     from .members.st1 import ST1Recipe
     from .models.qformer import WindowQFormerConfig
     from .models.speech_llm import SpeechLLMConfig
-    from .training_config import TrainConfig
 
     recipes = {
         "s2": (S2Recipe, LossConfig(name="weighted_focal", gamma=2.0)),
@@ -422,17 +428,18 @@ def _speech_llm_recipe(
     return recipe_class(
         data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
         model=SpeechLLMConfig(
-            whisper=whisper, beats=None,
+            whisper=whisper, whisper_layer=min(4, whisper_layers),
+            beats=None,
             qformer=WindowQFormerConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=1024, window=17,
-                                        stride=17, initializer_range=0.1),
+                                        stride=17, dropout=0.0, attention_dropout=0.0, initializer_range=0.02),
             llm=llm, layer=min(DEMO_SPEECH_LLM_LAYERS, llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
             lora_target_modules=["q_proj", "v_proj"], output="classifier", pooling="attentive", head_hidden=256,
             dropout=0.2, train_crop_seconds=5.0, feature_cache=str(feature_cache),
         ),
         loss=loss,
-        train=TrainConfig(
-            epochs=epochs, batch_size=8, encoder_lr=2e-4, head_lr=1e-3, weight_decay=0.01, warmup_ratio=0.1,
-            schedule="linear", selection_metric="macro_f1", progress=progress,
+        train=S2TrainConfig(
+            epochs=epochs, batch_size=8, encoder_lr=2e-4, head_lr=1e-3, connector_lr=0.0, weight_decay=0.01,
+            warmup_ratio=0.1, schedule="linear", selection_metric="macro_f1", progress=progress,
         ),
     )
 
@@ -443,7 +450,10 @@ def _speech_llm_member(
 ):
     """Train S2 or ST1 (``member``) for ``epochs`` epochs and predict the evaluation split."""
     features = outdir.parent / "features"  # the demo's own cache, not the user's
-    recipe = _speech_llm_recipe(member, manifest, corpus, whisper, llm, _num_layers(llm), epochs, features, progress)
+    recipe = _speech_llm_recipe(
+        member, manifest, corpus, whisper, llm, _num_layers(llm), epochs, features, progress,
+        whisper_layers=_whisper_layers(whisper),
+    )
     return _train_and_predict(recipe, member, outdir, eval_split, log, progress)
 
 
