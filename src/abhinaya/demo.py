@@ -368,7 +368,7 @@ def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: i
         model=LLMTextClassifierConfig(
             llm=llm, layer=layer, lora_layers=min(6, layer), lora_r=8, lora_alpha=32, lora_dropout=0.1,
             lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], pooling="attentive", head_hidden=256,
-            dropout=0.1,
+            dropout=0.1, head_norm="running",
         ),
         loss=LossConfig(name="ce"),
         train=TrainConfig(
