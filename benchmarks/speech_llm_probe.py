@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--train-mode", action="store_true", help="features with dropout on")
     parser.add_argument("--set", action="append", default=[], help="recipe override")
     args = parser.parse_args()
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: not a folder (the RAVDESS corpus folder, Actor_01 ... Actor_20)")
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
@@ -76,15 +79,8 @@ def main() -> None:
             for start in tqdm(range(0, len(utts), args.batch_size), desc="features", leave=False):
                 batch = member.collate([data[j] for j in range(start, min(start + args.batch_size, len(utts)))])
                 ys += batch["labels"].tolist()
-                frames = model._crop(model.frozen_features(batch["waveforms"], batch["lengths"]))
-                counts = torch.tensor([f.shape[0] for f in frames])
-                padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
-                mask = torch.arange(padded.shape[1])[None, :] < counts[:, None]
+                frames, queries, query_mask = model.window_queries(batch["waveforms"], batch["lengths"])
                 width = model.ln_speech.normalized_shape[0]
-                parts = [model.ln_speech(padded[..., :width])]
-                if model.beats is not None:
-                    parts.append(model.ln_audio(padded[..., width:]))
-                queries, query_mask = model.qformer(torch.cat(parts, dim=-1), mask)
                 speech = model.proj(queries)
                 embeds, attention, content = model.assemble(
                     speech, query_mask, batch["prefix_ids"], batch["prefix_lengths"],

@@ -387,9 +387,11 @@ class SpeechLLM(nn.Module):
             out.append(f)
         return out
 
-    def speech_embeddings(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speech tokens in the LLM's embedding space (B, W, D_llm) and their mask (B, W): one per Q-Former query of
-        every window that holds audio."""
+    def window_queries(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The frozen encoders' frames of each utterance (cropped in training), and the Q-Former's outputs
+        (B, W, H) with their mask (B, W): one per query of every window that holds audio."""
         features = self._crop(self.frozen_features(waveforms, lengths))
         counts = torch.tensor([f.shape[0] for f in features], device=waveforms.device)
         width = int(counts.max())
@@ -400,8 +402,13 @@ class SpeechLLM(nn.Module):
         parts = [self.ln_speech(padded[..., :speech_width])]
         if self.beats is not None:
             parts.append(self.ln_audio(padded[..., speech_width:]))
-        mask = lengths_to_mask(counts, width)
-        queries, query_mask = self.qformer(torch.cat(parts, dim=-1), mask)
+        queries, query_mask = self.qformer(torch.cat(parts, dim=-1), lengths_to_mask(counts, width))
+        return features, queries, query_mask
+
+    def speech_embeddings(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech tokens in the LLM's embedding space (B, W, D_llm) and their mask (B, W): one per Q-Former query of
+        every window that holds audio."""
+        _, queries, query_mask = self.window_queries(waveforms, lengths)
         return self.proj(queries), query_mask
 
     # ------------------------------------------------------------------ prompt assembly
