@@ -55,3 +55,18 @@ def test_validate_lists_every_problem(tmp_path):
     assert any("negative duration" in p for p in problems)
     assert validate_manifest([Utterance("x", None, "happy")]) == []
     assert validate_manifest([Utterance("x", None, "custom")], allowed_labels=["custom"]) == []
+
+
+def test_context_roundtrip_and_validation(tmp_path):
+    utts = [
+        Utterance("a", None, "happy", "Ross", "train", "Hi.", None),
+        Utterance("b", None, "sad", "Rachel", "train", "Bye.", None, context=["Ross: Hi."]),
+    ]
+    path = write_manifest(tmp_path / "m.jsonl", utts)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "context" not in lines[0]  # omitted when empty
+    assert lines[1]["context"] == ["Ross: Hi."]
+    assert read_manifest(path) == utts
+    path.write_text('{"id": "a", "context": "Ross: Hi."}\n')
+    with pytest.raises(ManifestError, match=r"m\.jsonl:1: 'context' must be a list of strings"):
+        read_manifest(path)

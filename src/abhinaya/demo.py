@@ -364,7 +364,7 @@ def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: i
     layer = min(24, llm_layers)
     return T2Recipe(
         data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
-        text=TextConfig(template="{text}", max_tokens=64),
+        text=TextConfig(template="{speaker}: {text}", max_tokens=64, context_turns=3, context_tokens=64),
         model=LLMTextClassifierConfig(
             llm=llm, layer=layer, lora_layers=min(6, layer), lora_r=8, lora_alpha=32, lora_dropout=0.1,
             lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], pooling="attentive", head_hidden=256,

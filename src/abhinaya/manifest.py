@@ -3,7 +3,10 @@
 Fields (DESIGN.md section 3): ``id`` (unique; for audio corpora the audio file's
 base name), ``audio`` (path, absolute or relative to the manifest; null for
 text-only corpora), ``label`` (canonical name or null), ``speaker``, ``split``,
-``text``, ``duration`` (seconds), optional ``gender`` and ``attributes``.
+``text``, ``duration`` (seconds), optional ``gender``, ``attributes`` and
+``context`` (the turns that came before this one in its conversation, oldest
+first, one display line each such as ``"Monica: What?"``; MELD's preparer
+fills it, and text members can put the last few in front of the transcript).
 
 ``read_manifest`` resolves relative audio paths against the manifest's folder;
 ``write_manifest`` writes them relative to it when they lie below it, so a
@@ -36,11 +39,12 @@ class Utterance:
     duration: float | None = None
     gender: str | None = None
     attributes: dict[str, float] | None = field(default=None)
+    context: list[str] | None = field(default=None)
 
     def to_dict(self) -> dict:
         record = asdict(self)
         # Optional fields are omitted when empty to keep manifests readable.
-        for key in ("gender", "attributes"):
+        for key in ("gender", "attributes", "context"):
             if record[key] is None:
                 del record[key]
         return record
@@ -67,6 +71,9 @@ def _utterance_from_record(record: object, where: str) -> Utterance:
             utt.duration = float(utt.duration)
         except (TypeError, ValueError):
             raise ManifestError(f"{where}: 'duration' must be a number, got {utt.duration!r}") from None
+    if utt.context is not None:
+        if not isinstance(utt.context, list) or not all(isinstance(turn, str) for turn in utt.context):
+            raise ManifestError(f"{where}: 'context' must be a list of strings (earlier turns), got {utt.context!r}")
     return utt
 
 

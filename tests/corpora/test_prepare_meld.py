@@ -106,3 +106,20 @@ def test_prepare_meld_missing_columns_and_sources(tmp_path):
 def test_fix_mojibake():
     assert fix_mojibake("Itâ€™s") == "It’s"
     assert fix_mojibake("plain ’ text") == "plain ’ text"
+
+
+def test_prepare_meld_fills_dialogue_context_in_turn_order(tmp_path):
+    path = _write(
+        tmp_path / "dev_sent_emo.csv",
+        [
+            _row(1, "Second.", "joy", 0, 1, speaker="Monica"),
+            _row(2, "First.", "neutral", 0, 0, speaker="Ross"),
+            _row(3, "Third.", "anger", 0, 2, speaker="Ross"),
+            _row(4, "Other dialogue.", "sadness", 1, 0, speaker="Joey"),
+        ],
+    )
+    by_id = {u.id: u for u in prepare_meld(path).utterances}
+    assert by_id["dia0_utt0"].context is None
+    assert by_id["dia0_utt1"].context == ["Ross: First."]
+    assert by_id["dia0_utt2"].context == ["Ross: First.", "Monica: Second."]
+    assert by_id["dia1_utt0"].context is None  # dialogues do not leak into each other

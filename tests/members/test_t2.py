@@ -94,3 +94,29 @@ def test_resume_continues_from_the_trained_part(tmp_path, tiny_llama_dir, meld, 
     assert [r["epoch"] for r in b] == [1, 2]
     assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-5)
     assert [r["macro_f1"] for r in a] == pytest.approx([r["macro_f1"] for r in b])
+
+
+def test_context_turns_reach_the_model_at_training_and_prediction(tmp_path, tiny_llama_dir, meld):
+    """With ``text.context_turns`` the earlier turns the MELD preparer records are read before each utterance, in
+    training and in ``predict``; a manifest's context changes the prediction, as it should."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    recipe = write_recipe(tmp_path / "t2.yaml", tiny_llama_dir, meld)
+    data = yaml.safe_load(recipe.read_text())
+    data["text"]["context_turns"] = 2
+    recipe.write_text(yaml.safe_dump(data))
+    assert main(["train", str(recipe), "-o", str(run)]) == 0
+    assert load_run(run).recipe.text.context_turns == 2
+    rows = [u for u in read_manifest(run / "data" / "splits.jsonl") if u.split == "dev" and u.context]
+    assert rows, "the preparer records earlier turns"
+    with_context = tmp_path / "with.jsonl"
+    write_manifest(with_context, rows)
+    for u in rows:
+        u.context = None
+    without = write_manifest(tmp_path / "without.jsonl", rows)
+    for name, manifest in (("with", with_context), ("without", without)):
+        assert main(["predict", str(run), str(manifest), "-o", str(tmp_path / f"{name}.csv"), "--no-progress"]) == 0
+    a, b = read_predictions(tmp_path / "with.csv"), read_predictions(tmp_path / "without.csv")
+    assert a.ids == b.ids
+    assert not np.allclose(a.probs, b.probs)

@@ -177,3 +177,23 @@ def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
         torch.testing.assert_close(fresh.eval()(ids, mask), model.eval()(ids, mask))
     with pytest.raises(ValueError, match="head_norm"):
         make_model(tiny_llama_dir, head_norm="group")
+
+
+def test_pool_mask_pools_only_the_utterance_and_keeps_padding_invariance(tiny_llama_dir):
+    model = make_model(tiny_llama_dir, lora_layers=1, pooling="mean_std").eval()
+    ids, mask = batch(ROWS)
+    pool = mask.bool().clone()
+    pool[0, :3] = False  # row 0: three tokens of context before a two-token utterance
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, mask, mask.bool()), model(ids, mask))
+        logits = model(ids, mask, pool)
+        hidden = model.hidden_states(ids, mask)
+        own = hidden[0, 3:5].float()
+        std = (own.pow(2).mean(0) - own.mean(0).pow(2)).clamp(min=1e-5).sqrt()
+        expected = model.head(torch.cat([own.mean(0), std])[None])
+        torch.testing.assert_close(logits[0], expected[0], rtol=1e-4, atol=1e-5)
+        # The context still matters: the utterance's states depend on the tokens before it.
+        alone_ids, alone_mask = batch([ROWS[0][3:]])
+        assert not torch.allclose(model(alone_ids, alone_mask)[0], logits[0])
+        single = model(ids[:1, :5], mask[:1, :5], pool[:1, :5])
+        torch.testing.assert_close(single[0], logits[0], rtol=1e-4, atol=1e-5)

@@ -9,6 +9,10 @@ with another name, goes to ``split`` or ``train``.
 Ids: ``dia{Dialogue_ID}_utt{Utterance_ID}``. Dialogue ids restart in every
 split, so when more than one csv is read every id gets its file's split as a
 prefix: ``train_dia0_utt0``, ``dev_dia0_utt0``.
+
+Each utterance's ``context`` holds the turns before it in its dialogue (same
+csv, ordered by ``Utterance_ID``), oldest first, as ``"Speaker: text"`` lines;
+the first turn of a dialogue has none.
 """
 
 from __future__ import annotations
@@ -82,6 +86,18 @@ def _read_text(path: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+def _fill_context(utterances: list[Utterance], dialogue_of: dict[str, int], turn_of: dict[str, int]) -> None:
+    """Set each utterance's ``context`` to the earlier turns of its dialogue (one csv's utterances)."""
+    dialogues: dict[int, list[Utterance]] = {}
+    for utt in utterances:
+        dialogues.setdefault(dialogue_of[utt.id], []).append(utt)
+    for turns in dialogues.values():
+        turns.sort(key=lambda u: turn_of[u.id])
+        lines = [f"{u.speaker}: {u.text}" if u.speaker else str(u.text) for u in turns]
+        for k, utt in enumerate(turns):
+            utt.context = lines[:k] or None
+
+
 def prepare_meld(
     src: str | Path,
     *,
@@ -103,7 +119,10 @@ def prepare_meld(
     prefixed = len(sources) > 1
     problems: list[str] = []
     utterances: list[Utterance] = []
+    dialogue_of: dict[str, int] = {}
+    turn_of: dict[str, int] = {}
     for path, file_split in sources:
+        first_of_file = len(utterances)
         reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
         columns = reader.fieldnames or []
         missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
@@ -140,8 +159,10 @@ def prepare_meld(
                 problems.append(f"{where}: {utt_id} has an empty Utterance; left out")
                 continue
             speaker = " ".join(fix_mojibake(row.get("Speaker") or "").split()) or None
+            dialogue_of[utt_id], turn_of[utt_id] = ids
             utterances.append(
                 Utterance(id=utt_id, audio=None, label=MELD_NAMES[emotion], speaker=speaker, split=file_split, text=text)
             )
+        _fill_context(utterances[first_of_file:], dialogue_of, turn_of)
     problems += assign_splits(utterances, dev_speakers, test_speakers, split, source=root)
     return PrepareResult(utterances, problems, [])

@@ -1,5 +1,7 @@
 """T2: a decoder LLM with LoRA used as a text encoder -> masked attentive
-statistics pooling -> MLP head. Input: the transcript only.
+statistics pooling -> MLP head. Input: the transcript, optionally after the
+conversation's earlier turns (``text.context_turns``; only the utterance's own
+tokens are pooled).
 
 Paper scale: Llama-3.1-8B base, LoRA r 8 / alpha 32 / dropout 0.1, VS loss with
 class weights (recipes/msp_podcast/t2.yaml). Offline CPU scale: SmolLM2-135M
@@ -67,7 +69,7 @@ class T2Member(Member):
         return collate_text(items, self.tokenizer.pad_token_id)
 
     def logits(self, model: LLMTextClassifier, batch: dict[str, Any]) -> torch.Tensor:
-        return model(batch["input_ids"], batch["attention_mask"])
+        return model(batch["input_ids"], batch["attention_mask"], batch.get("pool_mask"))
 
     def saved_state(self, model: LLMTextClassifier) -> dict[str, torch.Tensor]:
         return model.trainable_state_dict()

@@ -11,7 +11,9 @@ Compute is spent only where it can change the result:
 - the language-model head (vocabulary projection) is never built.
 
 Input: ``input_ids`` (B, T) right-padded and ``attention_mask`` (B, T), 1 on
-real tokens. Output: logits (B, num_labels).
+real tokens; optionally ``pool_mask`` (B, T), true on the tokens to pool (the
+utterance itself when earlier conversation turns precede it; default: every
+real token). Output: logits (B, num_labels).
 """
 
 from __future__ import annotations
@@ -232,9 +234,12 @@ class LLMTextClassifier(nn.Module):
         start = self.frozen_states(input_ids, attention_mask)
         return self._run(self.first_adapted, self.num_layers, True, attention_mask, inputs_embeds=start)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         hidden = self.hidden_states(input_ids, attention_mask)
-        pooled = self.pooling(hidden.float(), attention_mask.bool())
+        mask = attention_mask.bool() if pool_mask is None else pool_mask.bool() & attention_mask.bool()
+        pooled = self.pooling(hidden.float(), mask)
         return self.head(pooled)
 
     # ------------------------------------------------------------------ training helpers
