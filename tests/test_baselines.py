@@ -69,3 +69,18 @@ def test_text_baselines_need_labelled_utterances(tiny_bert_dir):
     unlabelled = [Utterance(id="x", text="great day", label=None)]
     with pytest.raises(ValueError, match="no labelled"):
         EmbeddingTextBaseline(LabelSet(["happy"]), str(tiny_bert_dir), progress=False).fit(unlabelled)
+
+
+def test_embedding_baseline_sweep_shares_the_embedding_cache(tiny_bert_dir):
+    labels = LabelSet(["angry", "happy"])
+    base = EmbeddingTextBaseline(labels, str(tiny_bert_dir), progress=False)
+    utterances = _utterances()
+    before = base.fit(utterances).predict(utterances).probs
+    other = base.with_classifier(0.01, None)
+    assert other._cache is base._cache and other.encoder is base.encoder
+    assert other.model is not base.model and other.model.C == 0.01 and other.model.class_weight is None
+    embedded = len(base._cache)
+    other.fit(utterances)
+    assert len(base._cache) == embedded  # nothing embedded twice
+    np.testing.assert_array_equal(base.predict(utterances).probs, before)  # the original is untouched
+    assert not np.allclose(other.predict(utterances).probs, before)

@@ -149,8 +149,7 @@ class EmbeddingTextBaseline:
     """
 
     def __init__(self, label_set: LabelSet, model: str, *, batch_size: int = 64, max_tokens: int = 128,
-                 progress: bool = True, C: float = 1.0):
-        from sklearn.linear_model import LogisticRegression
+                 progress: bool = True, C: float = 1.0, class_weight: str | None = "balanced"):
         from transformers import AutoModel, AutoTokenizer
 
         self.label_set = label_set
@@ -159,8 +158,23 @@ class EmbeddingTextBaseline:
         self.progress = progress
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.encoder = AutoModel.from_pretrained(model).eval()
-        self.model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
         self._cache: dict[str, np.ndarray] = {}
+        self.model = self._classifier(C, class_weight)
+
+    @staticmethod
+    def _classifier(C: float, class_weight: str | None):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=C, max_iter=3000, class_weight=class_weight)
+
+    def with_classifier(self, C: float, class_weight: str | None = "balanced") -> "EmbeddingTextBaseline":
+        """An unfitted copy with another regulariser / class weighting that shares this
+        one's encoder and embedding cache (so a sweep embeds each text once)."""
+        import copy
+
+        other = copy.copy(self)
+        other.model = self._classifier(C, class_weight)
+        return other
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One L2-normalised row per text."""
