@@ -7,7 +7,7 @@
 - ``EmbeddingTextBaseline``: frozen sentence embeddings from any transformers
   encoder folder (e.g. all-MiniLM-L6-v2) + logistic regression.
 
-Both are trained on a list of ``Utterance`` records and predict a
+All three are trained on a list of ``Utterance`` records and predict a
 ``PredictionTable``. Class weights are balanced, as for the learned members.
 """
 
