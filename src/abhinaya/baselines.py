@@ -8,7 +8,7 @@
   encoder folder (e.g. all-MiniLM-L6-v2) + logistic regression.
 
 All three are trained on a list of ``Utterance`` records and predict a
-``PredictionTable``. Class weights are balanced, as for the learned members.
+``PredictionTable``. Class weights are balanced by default, as for the learned members.
 """
 
 from __future__ import annotations
