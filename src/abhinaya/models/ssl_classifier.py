@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from abhinaya.models.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.models.standardize import HEAD_NORMS, build_head_norm
 
 __all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel", "whisper_frontend"]
 
@@ -74,6 +75,11 @@ class SSLClassifierConfig:
         attention_dim: hidden size of the attentive pooling's scoring network.
         head_hidden: hidden size of the MLP head.
         dropout: dropout of the MLP head.
+        head_norm: normalisation of the pooled vector before the head: None (none, as the MSP-Podcast baseline),
+            "running" (each dimension standardised with running statistics of the training data, in training as at
+            inference), "batch" (BatchNorm) or "layer" (LayerNorm over the vector). The pooled statistics of a
+            speech encoder's inner layers differ in scale by orders of magnitude between dimensions; an MLP head
+            trained on them unnormalised can collapse onto one class (BENCHMARKS.md, S1 head normalisation).
         freeze: "none", "feature_extractor" (the CNN front end; for Whisper conv1, conv2 and the positional
             table) or "encoder" (the whole encoder).
         freeze_layers: also freeze the first k transformer layers and everything below them.
@@ -92,6 +98,7 @@ class SSLClassifierConfig:
     attention_dim: int = 128
     head_hidden: int = 256
     dropout: float = 0.2
+    head_norm: str | None = None
     freeze: str = "feature_extractor"
     freeze_layers: int = 0
     num_labels: int = 8
@@ -102,6 +109,8 @@ class SSLClassifierConfig:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head_norm is not None and self.head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be None or one of {HEAD_NORMS}, got {self.head_norm!r}")
         if self.freeze not in FREEZE_MODES:
             raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {self.freeze!r}")
         if self.long_input not in LONG_INPUT_MODES:
@@ -277,6 +286,8 @@ class SSLClassifier(nn.Module):
             self.pooling = AttentiveStatisticsPooling(self.hidden_size, config.attention_dim)
         else:
             self.pooling = MeanStdPooling()
+        # A separate module, so that runs saved without it keep their head's parameter names.
+        self.head_norm = nn.Identity() if config.head_norm is None else build_head_norm(config.head_norm, 2 * self.hidden_size)
         self.head = nn.Sequential(
             nn.Linear(2 * self.hidden_size, config.head_hidden),
             nn.ReLU(),
@@ -582,4 +593,4 @@ class SSLClassifier(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, num_labels) of waveforms (B, S) at 16 kHz with ``lengths`` (B,) in samples."""
-        return self.head(self.embed(waveforms, lengths))
+        return self.head(self.head_norm(self.embed(waveforms, lengths)))
