@@ -230,6 +230,33 @@ def test_mean_std_pooling_option():
         assert model(*batch([4000, 3000])).shape == (2, 8)
 
 
+def test_head_norm_standardises_the_pooled_vector_with_training_statistics():
+    plain = make_model("whisper", seed=4)
+    normed = make_model("whisper", seed=4, head_norm="running")
+    # The head keeps its parameter names, so runs saved without a head norm still load.
+    assert {k for k in plain.state_dict() if k.startswith("head.")} == {
+        k for k in normed.state_dict() if k.startswith("head.")
+    }
+    assert {k for k in normed.state_dict() if k.startswith("head_norm.")} >= {
+        "head_norm.running_mean", "head_norm.running_var"
+    }
+    waves, lengths = batch([6000, 5000, 4000, 3000], seed=5)
+    normed.train()
+    with torch.no_grad():
+        normed(waves, lengths)
+    normed.eval()
+    with torch.no_grad():
+        pooled = normed.embed(waves, lengths)
+        # One batch seen: the running mean is that batch's mean of the pooled vectors.
+        torch.testing.assert_close(normed.head_norm.running_mean, pooled.mean(dim=0), rtol=1e-4, atol=1e-5)
+        expected = normed.head(normed.head_norm(pooled))
+        torch.testing.assert_close(normed(waves, lengths), expected)
+        # At inference each row is normalised alone: batch composition does not matter.
+        torch.testing.assert_close(normed(waves[:1, :6000], lengths[:1])[0], expected[0], rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="head_norm"):
+        SSLClassifierConfig(head_norm="instance")
+
+
 @pytest.mark.parametrize("kind", ["whisper", "wavlm"])
 def test_param_groups_cover_every_trainable_parameter_once(kind):
     model = make_model(kind, freeze_layers=1)
