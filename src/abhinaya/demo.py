@@ -324,7 +324,7 @@ def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str,
     recipe = S1Recipe(
         data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(split_manifest)),
         audio=AudioConfig(train_crop_seconds=2.0, gain_jitter_db=3.0),
-        model=SSLClassifierConfig(encoder=encoder, freeze_layers=2, head_hidden=128),
+        model=SSLClassifierConfig(encoder=encoder, freeze_layers=2, head_hidden=128, head_norm="running"),
         train=TrainConfig(epochs=epochs, batch_size=8, head_lr=2e-3, encoder_lr=5e-5, progress=progress),
     )
     return _train_and_predict(recipe, "s1", outdir, eval_split, log, progress)
