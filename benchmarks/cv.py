@@ -155,6 +155,7 @@ def run_member(member: str, plan, args, out: Path) -> dict:
     wall = run / "wall_seconds.txt"
     return {
         "best_epoch": summary["best_epoch"],
+        "kept_epoch": summary.get("kept_epoch", summary["best_epoch"]),
         **{k: report[k] for k in ("macro_f1", "ua", "wa")},
         "train_wall_seconds": float(wall.read_text()) if wall.is_file() else None,
         "epoch_train_seconds": [round(e["train_seconds"], 1) for e in epochs],

@@ -92,6 +92,28 @@ def test_train_predict_evaluate(tmp_path, tiny_whisper_dir, corpus, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_keep_last_keeps_the_final_epoch_and_best_the_selected_one(tmp_path, tiny_whisper_dir, corpus):
+    from safetensors.torch import load_file
+
+    runs = {}
+    for keep in ("best", "last"):
+        recipe_path = write_recipe(tmp_path / f"{keep}.yaml", tiny_whisper_dir, corpus, epochs=3, keep=keep)
+        runs[keep] = (training.train(load_recipe(recipe_path), tmp_path / keep, log=lambda _: None), tmp_path / keep)
+    best, best_dir = runs["best"]
+    last, last_dir = runs["last"]
+    assert best["keep"] == "best" and best["kept_epoch"] == best["best_epoch"]
+    assert last["keep"] == "last" and last["kept_epoch"] == 3
+    # The same seed trains the same way: dev scores, and so the best epoch, agree.
+    assert last["best_epoch"] == best["best_epoch"]
+    rows = [json.loads(l) for l in (last_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kept"] for r in rows] == [True, True, True]
+    final = load_file(last_dir / "checkpoint" / "model.safetensors")
+    kept = load_file(last_dir / "model.safetensors")
+    assert kept.keys() == final.keys() and all((kept[k] == final[k]).all() for k in kept)
+    with pytest.raises(ValueError, match="keep"):
+        training.TrainConfig(keep="first")
+
+
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_whisper_dir, corpus, monkeypatch):
     recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)

@@ -243,7 +243,8 @@ class Trainer:
 
         # ---- state (fresh or resumed)
         state = {
-            "epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0,
+            "epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "kept_epoch": 0,
+            "bad_epochs": 0,
             "loss_sum": 0.0, "loss_count": 0,
         }
         history: list[dict] = []
@@ -347,13 +348,17 @@ class Trainer:
                 state["best_score"] = record.get(cfg.selection_metric, -1.0)
                 state["best_epoch"] = epoch + 1
                 state["bad_epochs"] = 0
+            else:
+                state["bad_epochs"] += 1
+            kept = improved or cfg.keep == "last"
+            if kept:
+                state["kept_epoch"] = epoch + 1
                 if accelerator.is_main_process:
                     save_tensors(self.run_dir / runs.WEIGHTS_FILE, member.saved_state(accelerator.unwrap_model(model)))
                     if dev_set is not None:
                         write_predictions(self.run_dir / runs.DEV_PREDICTIONS, table)
-            else:
-                state["bad_epochs"] += 1
             record["best"] = improved
+            record["kept"] = kept
             history.append(record)
             state.update(epoch=epoch + 1, batches_done=0, loss_sum=0.0, loss_count=0)
             if accelerator.is_main_process:
@@ -371,6 +376,8 @@ class Trainer:
         summary = {
             "member": recipe.member,
             "best_epoch": state["best_epoch"],
+            "kept_epoch": state["kept_epoch"],
+            "keep": cfg.keep,
             f"best_dev_{cfg.selection_metric}": state["best_score"] if dev_set is not None else None,
             "epochs_run": state["epoch"],
             "train_utterances": len(train_set),
@@ -380,7 +387,10 @@ class Trainer:
         }
         if accelerator.is_main_process:
             (self.run_dir / runs.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-            self._log(f"done: best epoch {state['best_epoch']}; run folder {self.run_dir}")
+            self._log(
+                f"done: best epoch {state['best_epoch']}, kept epoch {state['kept_epoch']} ({cfg.keep}); "
+                f"run folder {self.run_dir}"
+            )
         accelerator.wait_for_everyone()
         accelerator.end_training()  # tear the process group down together; one rank leaving first can abort another
         return summary

@@ -25,6 +25,9 @@ class TrainConfig:
     seed: seeds Python, numpy, torch and the data order.
     patience: stop after this many epochs without a better dev score (0 = never).
     selection_metric: dev metric for model selection (macro_f1, ua, wa, weighted_f1).
+    keep: the weights the run keeps: "best" (the epoch with the best dev score) or "last" (the final epoch; dev
+        is still scored and logged every epoch, and ``patience`` still stops on it). With a learning rate that
+        decays to zero and a small dev set, the last epoch can be the steadier choice (BENCHMARKS.md, S1).
     balanced_dev: select on a class-balanced subset of dev (ABHINAYA: 326 per class).
     balanced_dev_per_class: utterances per class in that subset (default: the rarest class's count).
     eval_batch_size: batch size for dev and prediction (default: 2 * batch_size).
@@ -48,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 0
     selection_metric: str = "macro_f1"
+    keep: str = "best"
     balanced_dev: bool = False
     balanced_dev_per_class: int | None = None
     eval_batch_size: int | None = None
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.selection_metric not in ("macro_f1", "ua", "wa", "weighted_f1"):
             raise ValueError(f"selection_metric must be macro_f1, ua, wa or weighted_f1, got {self.selection_metric!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be best or last, got {self.keep!r}")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
