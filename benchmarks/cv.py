@@ -183,7 +183,12 @@ def main() -> None:
     from abhinaya.labels import CORPUS_LABEL_SETS
 
     labels = list(CORPUS_LABEL_SETS[args.corpus])
-    utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+    from abhinaya.corpora.common import PrepareError
+
+    try:
+        utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+    except (PrepareError, ValueError) as err:
+        parser.error(str(err))
     if args.only_folds:
         wanted = {int(k) for k in args.only_folds.split(",")}
         plans = [p for p in plans if p["fold"] in wanted]

@@ -81,7 +81,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     labels = list(CORPUS_LABEL_SETS[args.corpus])
     index = {label: i for i, label in enumerate(labels)}
-    utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+    from abhinaya.corpora.common import PrepareError
+
+    try:
+        utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+    except (PrepareError, ValueError) as err:
+        parser.error(str(err))
     features = frozen_features(utterances, out / "frozen_features.npz")
 
     def subset(speakers):

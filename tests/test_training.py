@@ -99,7 +99,7 @@ def test_keep_last_keeps_the_final_epoch_and_best_the_selected_one(tmp_path, tin
     for keep in ("best", "last"):
         recipe_path = write_recipe(tmp_path / f"{keep}.yaml", tiny_whisper_dir, corpus, epochs=3, keep=keep)
         runs[keep] = (training.train(load_recipe(recipe_path), tmp_path / keep, log=lambda _: None), tmp_path / keep)
-    best, best_dir = runs["best"]
+    best, _ = runs["best"]
     last, last_dir = runs["last"]
     assert best["keep"] == "best" and best["kept_epoch"] == best["best_epoch"]
     assert last["keep"] == "last" and last["kept_epoch"] == 3

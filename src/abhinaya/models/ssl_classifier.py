@@ -287,7 +287,9 @@ class SSLClassifier(nn.Module):
         else:
             self.pooling = MeanStdPooling()
         # A separate module, so that runs saved without it keep their head's parameter names.
-        self.head_norm = nn.Identity() if config.head_norm is None else build_head_norm(config.head_norm, 2 * self.hidden_size)
+        self.head_norm = (
+            nn.Identity() if config.head_norm is None else build_head_norm(config.head_norm, 2 * self.hidden_size)
+        )
         self.head = nn.Sequential(
             nn.Linear(2 * self.hidden_size, config.head_hidden),
             nn.ReLU(),
