@@ -114,6 +114,34 @@ def test_keep_last_keeps_the_final_epoch_and_best_the_selected_one(tmp_path, tin
         training.TrainConfig(keep="first")
 
 
+def test_probe_epochs_hold_the_encoder_then_release_it(tmp_path, tiny_whisper_dir, corpus, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    snapshots = []
+    real = training.save_tensors
+
+    def recording(path, tensors):
+        if path.parent.name == "checkpoint":  # one per epoch end
+            snapshots.append({k: v.clone() for k, v in tensors.items()})
+        return real(path, tensors)
+
+    monkeypatch.setattr(training, "save_tensors", recording)
+    recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3, probe_epochs=1)
+    training.train(load_recipe(recipe_path), tmp_path / "run", log=lambda _: None)
+    assert len(snapshots) == 3
+    initial = load_file(tiny_whisper_dir / "model.safetensors")
+    trainable = [k for k in snapshots[0] if k.startswith("encoder.layers.1.")]  # freeze_layers 1: layer 1 trains
+    assert trainable
+    for key in trainable:  # after the probe epoch: exactly as loaded
+        assert torch.equal(snapshots[0][key], initial[key]), key
+    assert any(not torch.equal(snapshots[2][k], snapshots[0][k]) for k in trainable)  # then fine-tuned
+    head = [k for k in snapshots[0] if k.startswith("head.") and k.endswith("weight")]
+    assert head and any(not torch.equal(snapshots[1][k], snapshots[0][k]) for k in head)
+    with pytest.raises(ValueError, match="probe_epochs"):
+        training.TrainConfig(epochs=2, probe_epochs=2)
+
+
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_whisper_dir, corpus, monkeypatch):
     recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
@@ -195,7 +223,8 @@ def test_two_processes_under_accelerate_launch(tmp_path, tiny_whisper_dir, corpu
     import subprocess
     import sys
 
-    recipe = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=2, batch_size=4)
+    # probe_epochs: the first epoch trains only the head, which DDP must accept (every parameter gets a gradient)
+    recipe = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=2, batch_size=4, probe_epochs=1)
     run = tmp_path / "run"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ that metrics see exactly one row per utterance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -78,6 +79,19 @@ def balanced_subset(utterances: Sequence[Utterance], per_class: int | None, seed
         pool = sorted(by_class[label], key=lambda u: u.id)
         subset += pool if len(pool) <= count else rng.sample(pool, count)
     return sorted(subset, key=lambda u: u.id)
+
+
+@contextlib.contextmanager
+def _without_grad(params: Sequence[torch.nn.Parameter]):
+    """Take ``params`` out of autograd for the block; restored after it, so checkpoints (which save the trainable
+    parameters) always see them."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _seed_everything(seed: int) -> None:
@@ -237,9 +251,25 @@ class Trainer:
         loss_fn = loss_fn.to(accelerator.device)
         steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
         total_steps = steps_per_epoch * cfg.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_multiplier(step, total_steps, cfg.warmup_ratio, cfg.schedule)
-        )
+        # Linear probing first (train.probe_epochs): the pretrained groups wait at lr 0, then get their own warm-up
+        # and decay over the remaining steps.
+        probe_steps = steps_per_epoch * cfg.probe_epochs
+        pretrained = [not str(group.get("name", "head")).startswith("head") for group in optimizer.param_groups]
+        if cfg.probe_epochs and not (any(pretrained) and not all(pretrained)):
+            raise TrainingError(
+                f"train.probe_epochs needs both pretrained and new (head) parameters to train; member {member.name} "
+                "has only one kind"
+            )
+        probe_params = [p for group, pre in zip(optimizer.param_groups, pretrained) if pre for p in group["params"]]
+
+        def schedule_for(is_pretrained: bool) -> Callable[[int], float]:
+            if not (is_pretrained and probe_steps):
+                return lambda step: lr_multiplier(step, total_steps, cfg.warmup_ratio, cfg.schedule)
+            return lambda step: 0.0 if step < probe_steps else lr_multiplier(
+                step - probe_steps, total_steps - probe_steps, cfg.warmup_ratio, cfg.schedule
+            )
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule_for(pre) for pre in pretrained])
 
         # ---- state (fresh or resumed)
         state = {
@@ -304,12 +334,18 @@ class Trainer:
                 total=len(loader), initial=state["batches_done"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
                 disable=not (cfg.progress and accelerator.is_main_process), leave=False, unit="batch",
             )
+            held = probe_params if epoch < cfg.probe_epochs else []
+            # One process: the held parameters leave autograd for the step (no graph, no backward through them).
+            # Several: DDP expects a gradient for each, so they get one and it is dropped before clipping and the
+            # step. The optimizer sees the same (absent) gradients either way.
             for batch in epoch_loader:
-                with accelerator.accumulate(model):
+                with accelerator.accumulate(model), _without_grad(held if accelerator.num_processes == 1 else []):
                     with accelerator.autocast():
                         logits = member.logits(model, batch)
                     loss = loss_fn(logits.float(), batch["labels"])
                     accelerator.backward(loss)
+                    for p in held:
+                        p.grad = None
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     optimizer.step()

@@ -28,6 +28,10 @@ class TrainConfig:
     keep: the weights the run keeps: "best" (the epoch with the best dev score) or "last" (the final epoch; dev
         is still scored and logged every epoch, and ``patience`` still stops on it). With a learning rate that
         decays to zero and a small dev set, the last epoch can be the steadier choice (BENCHMARKS.md, S1).
+    probe_epochs: epochs at the start in which only the new parts (the groups whose name starts with "head":
+        pooling, head) train and the pretrained part stays as loaded; it joins afterwards with its own warm-up and
+        decay over the remaining steps. Linear probing, then fine-tuning (Kumar et al., 2022): a random head's first
+        gradients do not reach, and distort, the pretrained features. 0 = everything trains from the start.
     balanced_dev: select on a class-balanced subset of dev (ABHINAYA: 326 per class).
     balanced_dev_per_class: utterances per class in that subset (default: the rarest class's count).
     eval_batch_size: batch size for dev and prediction (default: 2 * batch_size).
@@ -52,6 +56,7 @@ class TrainConfig:
     patience: int = 0
     selection_metric: str = "macro_f1"
     keep: str = "best"
+    probe_epochs: int = 0
     balanced_dev: bool = False
     balanced_dev_per_class: int | None = None
     eval_batch_size: int | None = None
@@ -73,5 +78,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.probe_epochs < self.epochs:
+            raise ValueError(f"probe_epochs must be at least 0 and less than epochs ({self.epochs}), got {self.probe_epochs}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
