@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from abhinaya.plots import plot_confusion_matrix
+from abhinaya.plots import plot_confusion_matrix, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,3 +33,21 @@ def test_size_mismatch_raises(tmp_path):
     with pytest.raises(ValueError, match="square"):
         plot_confusion_matrix(np.ones((2, 3)), ["a", "b"], tmp_path / "cm.png")
     assert not (tmp_path / "cm.png").exists()
+
+
+def test_training_curves(tmp_path):
+    history = [
+        {"epoch": 1, "train_loss": 1.2, "macro_f1": 0.4, "ua": 0.45, "wa": 0.5, "kept": True},
+        {"epoch": 2, "train_loss": 0.6, "macro_f1": 0.55, "ua": 0.5, "wa": 0.6, "kept": True},
+        {"epoch": 3, "train_loss": 0.3, "macro_f1": 0.5, "ua": 0.5, "wa": 0.55, "kept": False},
+    ]
+    path = plot_training_curves(history, tmp_path / "run" / "curves.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert [p.name for p in path.parent.iterdir()] == ["curves.png"]
+    # no dev split: the loss alone; an untrained member: the dev score alone
+    no_dev = plot_training_curves([{"epoch": 1, "train_loss": 0.9}], tmp_path / "no_dev.png")
+    assert no_dev.read_bytes().startswith(PNG_SIGNATURE)
+    untrained = plot_training_curves([{"epoch": 0, "macro_f1": 0.3, "kept": True}], tmp_path / "untrained.png")
+    assert untrained.read_bytes().startswith(PNG_SIGNATURE)
+    with pytest.raises(ValueError, match="nothing|no epoch"):
+        plot_training_curves([{"epoch": 1}], tmp_path / "empty.png")

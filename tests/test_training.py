@@ -55,7 +55,10 @@ def test_train_predict_evaluate(tmp_path, tiny_whisper_dir, corpus, capsys):
     recipe = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, "UNSET")
     run = tmp_path / "run"
     assert main(["train", str(recipe), "-o", str(run), "--set", f"data.root={corpus}"]) == 0
-    for name in ("config.yaml", "labels.json", "model.safetensors", "metrics.csv", "metrics.jsonl", "dev_predictions.csv", "summary.json"):
+    for name in (
+        "config.yaml", "labels.json", "model.safetensors", "metrics.csv", "metrics.jsonl", "dev_predictions.csv",
+        "summary.json", "training_curves.png",
+    ):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]

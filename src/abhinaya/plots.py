@@ -68,18 +68,75 @@ def plot_confusion_matrix(
                 dark = colours[i, j] / vmax > 0.55
                 ax.text(j, i, text, ha="center", va="center", fontsize=font_size, color="white" if dark else "black")
         fig.tight_layout()
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                fig.savefig(stream, format="png", dpi=120)
-            os.replace(temp_name, path)
-        except BaseException:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
-            raise
+        return _save_png(fig, path)
     finally:
         fig.clf()
+
+
+DEV_METRICS = ("macro_f1", "ua", "wa", "weighted_f1")
+
+
+def plot_training_curves(history: Sequence[dict], path: str | Path, *, metric: str = "macro_f1") -> Path:
+    """Save a run's learning curves as a PNG: training loss per epoch (left) and the dev metrics per epoch (right),
+    ``metric`` (the selection metric) drawn bold and the kept epoch marked.
+
+    ``history`` holds the rows of ``metrics.jsonl``: ``epoch``, ``train_loss`` and, where the run has a dev split,
+    the dev metrics and ``kept``. Rows without a value are skipped. The file is written atomically; returns the path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    trained = [row for row in history if row.get("train_loss") is not None]
+    scored = [row for row in history if row.get(metric) is not None]
+    if not trained and not scored:
+        raise ValueError("no epoch with a training loss or a dev score to plot")
+    fig = Figure(figsize=(10.0, 4.0))
+    FigureCanvasAgg(fig)
+    try:
+        loss_ax, dev_ax = fig.subplots(1, 2)
+        loss_ax.plot([r["epoch"] for r in trained], [r["train_loss"] for r in trained], marker="o", color="tab:red")
+        loss_ax.set_xlabel("epoch")
+        loss_ax.set_ylabel("training loss")
+        if trained and min(r["train_loss"] for r in trained) > 0:
+            loss_ax.set_yscale("log")
+        loss_ax.grid(alpha=0.3)
+        for name in DEV_METRICS:
+            rows = [r for r in scored if r.get(name) is not None]
+            if rows:
+                bold = name == metric
+                dev_ax.plot(
+                    [r["epoch"] for r in rows], [r[name] for r in rows], marker="o" if bold else ".",
+                    linewidth=2.2 if bold else 1.0, alpha=1.0 if bold else 0.6, label=name,
+                )
+        kept = [r for r in scored if r.get("kept")]
+        if kept:
+            last = kept[-1]
+            dev_ax.axvline(last["epoch"], color="grey", linestyle="--", linewidth=1.0)
+            dev_ax.set_title(f"kept: epoch {last['epoch']}, dev {metric} {last[metric]:.3f}", fontsize=10)
+        dev_ax.set_xlabel("epoch")
+        dev_ax.set_ylabel("dev score")
+        if scored:
+            dev_ax.legend(loc="lower right", fontsize=8)
+        else:
+            dev_ax.text(0.5, 0.5, "no dev split", ha="center", va="center", transform=dev_ax.transAxes)
+        dev_ax.grid(alpha=0.3)
+        fig.tight_layout()
+        return _save_png(fig, path)
+    finally:
+        fig.clf()
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            fig.savefig(stream, format="png", dpi=120)
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise
     return path

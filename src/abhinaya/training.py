@@ -33,6 +33,7 @@ from .losses import build_loss
 from .manifest import Utterance, write_manifest
 from .members import Member, Recipe, get_member
 from .metrics import classification_report
+from .plots import plot_training_curves
 from .predictions import table_from_probs, write_predictions
 from .training_config import TrainConfig
 
@@ -507,6 +508,10 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(history)
+        try:
+            plot_training_curves(history, self.run_dir / runs.CURVES_PLOT, metric=self.recipe.train.selection_metric)
+        except Exception as error:  # a figure is never worth a training run
+            self.log(f"warning: {runs.CURVES_PLOT} not written: {error}")
 
 
 def train(recipe: Recipe, run_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
