@@ -49,5 +49,7 @@ def test_training_curves(tmp_path):
     assert no_dev.read_bytes().startswith(PNG_SIGNATURE)
     untrained = plot_training_curves([{"epoch": 0, "macro_f1": 0.3, "kept": True}], tmp_path / "untrained.png")
     assert untrained.read_bytes().startswith(PNG_SIGNATURE)
-    with pytest.raises(ValueError, match="nothing|no epoch"):
+    averaged = [dict(row, averaged=row["epoch"] >= 2) for row in history]
+    assert plot_training_curves(averaged, tmp_path / "averaged.png").read_bytes().startswith(PNG_SIGNATURE)
+    with pytest.raises(ValueError, match="no epoch"):
         plot_training_curves([{"epoch": 1}], tmp_path / "empty.png")

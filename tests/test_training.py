@@ -117,6 +117,60 @@ def test_keep_last_keeps_the_final_epoch_and_best_the_selected_one(tmp_path, tin
         training.TrainConfig(keep="first")
 
 
+def test_keep_average_keeps_the_mean_of_the_last_epochs_and_resumes(
+    tmp_path, tiny_whisper_dir, corpus, monkeypatch
+):
+    import torch
+    from safetensors.torch import load_file
+
+    snapshots = []
+    real_save = training.save_tensors
+
+    def recording(path, tensors):
+        if path.name == "model.safetensors" and path.parent.name == "checkpoint":  # one per epoch end
+            snapshots.append({k: v.clone() for k, v in tensors.items()})
+        return real_save(path, tensors)
+
+    monkeypatch.setattr(training, "save_tensors", recording)
+    recipe_path = write_recipe(
+        tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3, keep="average", average_epochs=2
+    )
+    summary = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
+    assert summary["averaged_epochs"] == [2, 3]
+    assert 0.0 <= summary["average_dev_macro_f1"] <= 1.0
+    kept = load_file(tmp_path / "full" / "model.safetensors")
+    epoch2, epoch3 = snapshots[1], snapshots[2]
+    changed = [k for k in kept if kept[k].is_floating_point() and not torch.equal(epoch2[k], epoch3[k])]
+    assert changed  # the two epochs differ, so the mean is neither of them
+    for key in kept:
+        if kept[key].is_floating_point():
+            torch.testing.assert_close(kept[key], (epoch2[key] + epoch3[key]) / 2)
+    rows = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["averaged"] for r in rows] == [False, True, True]
+
+    # Interrupted after the first averaged epoch, then resumed: the same mean.
+    real_predict = training.predict_probabilities
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # dev evaluation of epoch 3
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_probabilities", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
+    monkeypatch.setattr(training, "predict_probabilities", real_predict)
+    resumed = training.train(load_recipe(recipe_path), tmp_path / "cut", resume=True, log=lambda _: None)
+    assert resumed["averaged_epochs"] == [2, 3]
+    again = load_file(tmp_path / "cut" / "model.safetensors")
+    for key in kept:
+        torch.testing.assert_close(again[key], kept[key])
+    with pytest.raises(ValueError, match="average_epochs"):
+        training.TrainConfig(epochs=2, keep="average", average_epochs=3)
+
+
 def test_probe_epochs_hold_the_encoder_then_release_it(tmp_path, tiny_whisper_dir, corpus, monkeypatch):
     import torch
     from safetensors.torch import load_file

@@ -78,7 +78,7 @@ DEV_METRICS = ("macro_f1", "ua", "wa", "weighted_f1")
 
 def plot_training_curves(history: Sequence[dict], path: str | Path, *, metric: str = "macro_f1") -> Path:
     """Save a run's learning curves as a PNG: training loss per epoch (left) and the dev metrics per epoch (right),
-    ``metric`` (the selection metric) drawn bold and the kept epoch marked.
+    ``metric`` (the selection metric) drawn bold and the kept epoch (or the averaged ones) marked.
 
     ``history`` holds the rows of ``metrics.jsonl``: ``epoch``, ``train_loss`` and, where the run has a dev split,
     the dev metrics and ``kept``. Rows without a value are skipped. The file is written atomically; returns the path.
@@ -109,7 +109,11 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, metric: s
                     linewidth=2.2 if bold else 1.0, alpha=1.0 if bold else 0.6, label=name,
                 )
         kept = [r for r in scored if r.get("kept")]
-        if kept:
+        averaged = [r["epoch"] for r in history if r.get("averaged")]
+        if averaged:  # train.keep: average
+            dev_ax.axvspan(min(averaged) - 0.2, max(averaged) + 0.2, color="grey", alpha=0.15)
+            dev_ax.set_title(f"kept: the average of epochs {min(averaged)}-{max(averaged)}", fontsize=10)
+        elif kept:
             last = kept[-1]
             dev_ax.axvline(last["epoch"], color="grey", linestyle="--", linewidth=1.0)
             dev_ax.set_title(f"kept: epoch {last['epoch']}, dev {metric} {last[metric]:.3f}", fontsize=10)

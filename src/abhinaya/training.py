@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import runs
-from .checkpoint import load_model_weights, load_nested_state, save_nested_state, save_tensors
+from .checkpoint import load_model_weights, load_nested_state, load_tensors, save_nested_state, save_tensors
 from .config import read_yaml, to_dict
 from .experiment import experiment_label_set, load_experiment_utterances
 from .labels import LabelSet
@@ -93,6 +93,24 @@ def _without_grad(params: Sequence[torch.nn.Parameter]):
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def running_mean(
+    mean: dict[str, torch.Tensor] | None, current: dict[str, torch.Tensor], count: int
+) -> dict[str, torch.Tensor]:
+    """Fold ``current`` into the mean of ``count - 1`` earlier states (``mean``; None when ``count`` is 1) and return
+    the mean of ``count``. Floating tensors are averaged, others (step counters) take the newest value."""
+    current = {k: v.detach().to("cpu") for k, v in current.items()}
+    if mean is None:
+        return {k: v.clone() for k, v in current.items()}
+    if mean.keys() != current.keys():
+        raise TrainingError("the tensors to average changed between epochs")
+    for key, value in current.items():
+        if value.is_floating_point():
+            mean[key] += (value.to(mean[key].dtype) - mean[key]) / count
+        else:
+            mean[key] = value.clone()
+    return mean
 
 
 def _seed_everything(seed: int) -> None:
@@ -275,9 +293,10 @@ class Trainer:
         # ---- state (fresh or resumed)
         state = {
             "epoch": 0, "batches_done": 0, "global_step": 0, "best_score": -1.0, "best_epoch": 0, "kept_epoch": 0,
-            "bad_epochs": 0,
+            "bad_epochs": 0, "averaged": 0,
             "loss_sum": 0.0, "loss_count": 0,
         }
+        average: dict[str, torch.Tensor] | None = None  # train.keep: average, the running mean of the kept state
         history: list[dict] = []
         if resuming:
             saved = load_nested_state(self._train_state_path())
@@ -290,6 +309,8 @@ class Trainer:
             scheduler.load_state_dict(saved["scheduler"])
             torch.set_rng_state(saved["torch_rng"])
             state.update(json.loads(saved["progress"]))
+            if state["averaged"]:
+                average = load_tensors(self._average_path())
             metrics_file = self.run_dir / runs.METRICS_JSONL
             if metrics_file.is_file():
                 history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
@@ -307,6 +328,8 @@ class Trainer:
                 save_tensors(
                     self.run_dir / runs.CHECKPOINT_DIR / "model.safetensors", member.saved_state(accelerator.unwrap_model(model))
                 )
+                if average is not None:
+                    save_tensors(self._average_path(), average)
                 save_nested_state(
                     self._train_state_path(),
                     {
@@ -387,7 +410,13 @@ class Trainer:
                 state["bad_epochs"] = 0
             else:
                 state["bad_epochs"] += 1
-            kept = improved or cfg.keep == "last"
+            # keep: average folds each of the last average_epochs epochs into a running mean; until the run ends, the
+            # run folder holds the latest epoch, as with keep: last.
+            averaged = cfg.keep == "average" and epoch + 1 > cfg.epochs - cfg.average_epochs
+            if averaged:
+                state["averaged"] += 1
+                average = running_mean(average, member.saved_state(accelerator.unwrap_model(model)), state["averaged"])
+            kept = improved or cfg.keep != "best"
             if kept:
                 state["kept_epoch"] = epoch + 1
                 if accelerator.is_main_process:
@@ -396,6 +425,8 @@ class Trainer:
                         write_predictions(self.run_dir / runs.DEV_PREDICTIONS, table)
             record["best"] = improved
             record["kept"] = kept
+            if cfg.keep == "average":
+                record["averaged"] = averaged
             history.append(record)
             state.update(epoch=epoch + 1, batches_done=0, loss_sum=0.0, loss_count=0)
             if accelerator.is_main_process:
@@ -410,12 +441,25 @@ class Trainer:
                 self.log(f"early stop: no better dev {cfg.selection_metric} for {cfg.patience} epoch(s)")
                 stop = True
 
+        average_score = None
+        if state["averaged"]:
+            average_score = self._keep_average(
+                member, model, average, state["averaged"], dev_set, label_set, eval_batch
+            )
         summary = {
             "member": recipe.member,
             "best_epoch": state["best_epoch"],
             "kept_epoch": state["kept_epoch"],
             "keep": cfg.keep,
             f"best_dev_{cfg.selection_metric}": state["best_score"] if dev_set is not None else None,
+            **(
+                {
+                    "averaged_epochs": list(range(state["epoch"] - state["averaged"] + 1, state["epoch"] + 1)),
+                    f"average_dev_{cfg.selection_metric}": average_score,
+                }
+                if cfg.keep == "average"
+                else {}
+            ),
             "epochs_run": state["epoch"],
             "train_utterances": len(train_set),
             "dev_utterances": len(dev_set) if dev_set is not None else 0,
@@ -431,6 +475,30 @@ class Trainer:
         accelerator.wait_for_everyone()
         accelerator.end_training()  # tear the process group down together; one rank leaving first can abort another
         return summary
+
+    def _average_path(self) -> Path:
+        return self.run_dir / runs.CHECKPOINT_DIR / "average.safetensors"
+
+    def _keep_average(
+        self, member: Member, model, average, count: int, dev_set, label_set: LabelSet, batch_size: int
+    ):
+        """Load the averaged state into ``model``, score it on dev, and make it the run's weights (and dev
+        predictions). Returns the dev selection metric, or None without a dev split."""
+        accelerator = self.accelerator
+        cfg = self.recipe.train
+        inner = accelerator.unwrap_model(model)
+        inner.load_state_dict(average, strict=not member.saves_partial_state)
+        score = None
+        if dev_set is not None:
+            table, record = self._evaluate(member, model, dev_set, label_set, batch_size)
+            score = record[cfg.selection_metric]
+        if accelerator.is_main_process:
+            save_tensors(self.run_dir / runs.WEIGHTS_FILE, member.saved_state(inner))
+            if dev_set is not None:
+                write_predictions(self.run_dir / runs.DEV_PREDICTIONS, table)
+            dev_text = f"; dev {cfg.selection_metric} {score:.4f}" if score is not None else ""
+            self._log(f"kept: the average of the last {count} epoch(s){dev_text}")
+        return score
 
     def _evaluate(self, member: Member, model, dev_set, label_set: LabelSet, batch_size: int):
         """Dev predictions (gathered over processes) and their figures for the metrics log."""

@@ -25,9 +25,13 @@ class TrainConfig:
     seed: seeds Python, numpy, torch and the data order.
     patience: stop after this many epochs without a better dev score (0 = never).
     selection_metric: dev metric for model selection (macro_f1, ua, wa, weighted_f1).
-    keep: the weights the run keeps: "best" (the epoch with the best dev score) or "last" (the final epoch; dev
-        is still scored and logged every epoch, and ``patience`` still stops on it). With a learning rate that
-        decays to zero and a small dev set, the last epoch can be the steadier choice (BENCHMARKS.md, S1).
+    keep: the weights the run keeps: "best" (the epoch with the best dev score), "last" (the final epoch; dev
+        is still scored and logged every epoch, and ``patience`` still stops on it) or "average" (the mean of
+        the weights at the ends of the last ``average_epochs`` epochs, a uniform stochastic weight average; dev is
+        scored on each epoch and once more on the average). With a learning rate that decays to zero and a small
+        dev set, the last epoch or the average can be the steadier choice (BENCHMARKS.md, S1 and S2).
+    average_epochs: how many final epochs ``keep: average`` averages. If ``patience`` stops the run before that
+        window, the last epoch is kept.
     probe_epochs: epochs at the start in which only the new parts (the groups whose name starts with "head":
         pooling, head) train and the pretrained part stays as loaded; it joins afterwards with its own warm-up and
         decay over the remaining steps. Linear probing, then fine-tuning (Kumar et al., 2022): a random head's first
@@ -56,6 +60,7 @@ class TrainConfig:
     patience: int = 0
     selection_metric: str = "macro_f1"
     keep: str = "best"
+    average_epochs: int = 3
     probe_epochs: int = 0
     balanced_dev: bool = False
     balanced_dev_per_class: int | None = None
@@ -73,8 +78,10 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.selection_metric not in ("macro_f1", "ua", "wa", "weighted_f1"):
             raise ValueError(f"selection_metric must be macro_f1, ua, wa or weighted_f1, got {self.selection_metric!r}")
-        if self.keep not in ("best", "last"):
-            raise ValueError(f"keep must be best or last, got {self.keep!r}")
+        if self.keep not in ("best", "last", "average"):
+            raise ValueError(f"keep must be best, last or average, got {self.keep!r}")
+        if self.keep == "average" and not 1 <= self.average_epochs <= self.epochs:
+            raise ValueError(f"average_epochs must be between 1 and epochs ({self.epochs}), got {self.average_epochs}")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
