@@ -28,6 +28,24 @@ def write_recipe(path, tiny_whisper_dir, root, **train):
     return path
 
 
+def interrupt_then_resume(monkeypatch, recipe_path, run_dir, dies_at_dev_evaluation: int) -> dict:
+    """Train until the given dev evaluation (1-based) raises KeyboardInterrupt, then resume the run to its end."""
+    real = training.predict_probabilities
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == dies_at_dev_evaluation:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_probabilities", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(load_recipe(recipe_path), run_dir, log=lambda _: None)
+    monkeypatch.setattr(training, "predict_probabilities", real)
+    return training.train(load_recipe(recipe_path), run_dir, resume=True, log=lambda _: None)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_dummy_ravdess(tmp_path_factory.mktemp("corpus") / "ravdess", actors=(1, 2, 3, 4, 5))
@@ -148,21 +166,8 @@ def test_keep_average_keeps_the_mean_of_the_last_epochs_and_resumes(
     rows = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["averaged"] for r in rows] == [False, True, True]
 
-    # Interrupted after the first averaged epoch, then resumed: the same mean.
-    real_predict = training.predict_probabilities
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # dev evaluation of epoch 3
-            raise KeyboardInterrupt
-        return real_predict(*args, **kwargs)
-
-    monkeypatch.setattr(training, "predict_probabilities", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
-    monkeypatch.setattr(training, "predict_probabilities", real_predict)
-    resumed = training.train(load_recipe(recipe_path), tmp_path / "cut", resume=True, log=lambda _: None)
+    # Interrupted after the first averaged epoch (at epoch 3's dev evaluation), then resumed: the same mean.
+    resumed = interrupt_then_resume(monkeypatch, recipe_path, tmp_path / "cut", dies_at_dev_evaluation=3)
     assert resumed["averaged_epochs"] == [2, 3]
     again = load_file(tmp_path / "cut" / "model.safetensors")
     for key in kept:
@@ -203,21 +208,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_whisper_
     recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
     assert full["epochs_run"] == 3
-
-    real = training.predict_probabilities
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # dev evaluation of epoch 2: the run dies here
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "predict_probabilities", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
-    monkeypatch.setattr(training, "predict_probabilities", real)
-    resumed = training.train(load_recipe(recipe_path), tmp_path / "cut", resume=True, log=lambda _: None)
+    # the run dies at the dev evaluation of epoch 2
+    resumed = interrupt_then_resume(monkeypatch, recipe_path, tmp_path / "cut", dies_at_dev_evaluation=2)
     assert resumed["epochs_run"] == 3
     full_rows = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     cut_rows = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
