@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from abhinaya.models.spec_augment import SpecAugmentConfig
 from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
 
 from conftest import TINY_WAVLM, TINY_WHISPER
@@ -350,3 +351,41 @@ def test_bad_lengths_are_errors():
         model(waves, torch.tensor([4000, 0]))
     with torch.no_grad():
         assert model(waves).shape == (2, 8)
+
+
+def test_spec_augment_masks_whisper_input_in_training_only(monkeypatch):
+    config = {"time_masks": 2, "time_width": 20, "freq_masks": 2, "freq_width": 8}
+    plain = make_model("whisper", seed=6)
+    augmented = make_model("whisper", seed=6, spec_augment=SpecAugmentConfig(**config))
+    waves, lengths = batch([8000, 6000], seed=7)
+    plain.eval()
+    augmented.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(augmented(waves, lengths), plain(waves, lengths))
+
+    seen = []
+    original = SSLClassifier.whisper_hidden_states_from_mel
+
+    def record(self, mel, frames):
+        seen.append(mel.clone())
+        return original(self, mel, frames)
+
+    monkeypatch.setattr(SSLClassifier, "whisper_hidden_states_from_mel", record)
+    plain.train()
+    augmented.train()
+    plain(waves, lengths)
+    augmented(waves, lengths)
+    clean, masked = seen
+    assert not torch.equal(clean, masked)
+    # Only whole frame columns or mel bands change, each to the utterance's mean.
+    changed = masked != clean
+    frames = plain.log_mel.num_frames(lengths)
+    for i, f in enumerate(frames.tolist()):
+        cells = changed[i, :, :f]
+        assert torch.equal(cells, cells.all(dim=0, keepdim=True) | cells.all(dim=1, keepdim=True))
+        assert not changed[i, :, f:].any()
+
+
+def test_spec_augment_on_a_wav2vec2_family_encoder_is_an_error():
+    with pytest.raises(ValueError, match="mask_time_prob"):
+        make_model("wavlm", spec_augment=SpecAugmentConfig(time_masks=1))

@@ -25,7 +25,7 @@ where it has one).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from abhinaya.models.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.models.spec_augment import SpecAugmentConfig, spec_augment
 from abhinaya.models.standardize import HEAD_NORMS, build_head_norm
 
 __all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel", "whisper_frontend"]
@@ -87,6 +88,9 @@ class SSLClassifierConfig:
         sample_rate: sample rate of the input waveforms in Hz; every supported encoder expects 16000.
         normalize_waveform: wav2vec2-family only: zero mean, unit variance per utterance over its valid samples.
         long_input: Whisper only, for input over 30 s: "error" or "crop" (keep the first 30 s).
+        spec_augment: Whisper only: SpecAugment time and frequency masks on the log-mel input, in training only
+            (off by default). The wav2vec2 family masks its own features through ``encoder_config``
+            (``mask_time_prob``, ``mask_feature_prob``).
     """
 
     encoder: str = "whisper-base"
@@ -105,6 +109,7 @@ class SSLClassifierConfig:
     sample_rate: int = 16000
     normalize_waveform: bool = True
     long_input: str = "error"
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -265,6 +270,11 @@ class SSLClassifier(nn.Module):
         self.config = config
         self.encoder_type = config.resolved_encoder_type()
         self.is_whisper = self.encoder_type in WHISPER_TYPES
+        if config.spec_augment.enabled and not self.is_whisper:
+            raise ValueError(
+                f"spec_augment masks Whisper's log-mel input; a {self.encoder_type} encoder masks its own features "
+                "in training through encoder_config (mask_time_prob, mask_feature_prob)"
+            )
         self.encoder = build_encoder(self.encoder_type, config.encoder_config)
         hf_config = self.encoder.config
         self.hidden_size = int(hf_config.d_model if self.is_whisper else hf_config.hidden_size)
@@ -508,6 +518,8 @@ class SSLClassifier(nn.Module):
             waveforms = waveforms[:, :max_samples]
         with torch.no_grad():
             mel, frames = self.log_mel(waveforms, lengths)
+            if self.training:
+                mel = spec_augment(mel, frames, self.config.spec_augment)
         return self.whisper_hidden_states_from_mel(mel, frames)
 
     def whisper_hidden_states_from_mel(
