@@ -191,6 +191,8 @@ def test_speech_llm_members_are_the_ravdess_recipes_but_for_what_keeps_the_demo_
     # shorter: fewer epochs and fewer of SmolLM2's layers; the frozen Whisper output is cached in the demo's folder
     assert demo_recipe["train"].pop("epochs") == demo.DEMO_SPEECH_LLM_EPOCHS < shipped["train"].pop("epochs")
     assert demo_recipe["model"].pop("layer") == demo.DEMO_SPEECH_LLM_LAYERS < shipped["model"].pop("layer")
+    assert demo_recipe["train"].pop("average_epochs") == min(3, demo.DEMO_SPEECH_LLM_EPOCHS)
+    assert shipped["train"].pop("average_epochs") == 3
     assert demo_recipe["model"].pop("feature_cache") == str(features)
     assert shipped["model"].pop("feature_cache") == "auto"
     for section in ("member", "audio", "prompt", "model", "loss", "train"):
