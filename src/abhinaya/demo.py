@@ -59,11 +59,11 @@ DEMO_T2_EPOCHS = 3
 # T1 as recipes/meld/t1.yaml: the reply that is scored, and MELD's own nouns for three classes.
 T1_TEMPLATES = {"user_template": "sentence: {text}", "reply_template": "The emotion is {word}."}
 T1_MELD_LABEL_WORDS = {"happy": "joy", "angry": "anger", "sad": "sadness"}
-# S2 and ST1 as recipes/ravdess/s2.yaml and st1.yaml (the first 2 of SmolLM2's 30 layers), but short: fewer epochs,
-# and the weight average over at most as many.
+# S2 and ST1 as recipes/ravdess/s2.yaml and st1.yaml (the first 1 and 2 of SmolLM2's 30 layers), but short: fewer
+# epochs, and the weight average over at most as many.
 # The frozen Whisper output is cached in the demo's working folder, so ST1 reuses what S2 computed.
 DEMO_SPEECH_LLM_EPOCHS = 2
-SPEECH_LLM_LAYERS = 2
+SPEECH_LLM_LAYERS = {"s2": 1, "st1": 2}
 
 
 @dataclass
@@ -408,7 +408,7 @@ def _speech_llm_recipe(
     feature_cache: Path, progress: bool, whisper_layers: int = 6,
 ):
     """S2 or ST1 (``member``) as recipes/ravdess/s2.yaml or st1.yaml, for
-    ``epochs`` epochs, running the first ``SPEECH_LLM_LAYERS`` of the LLM's
+    ``epochs`` epochs, running the first ``SPEECH_LLM_LAYERS[member]`` of the LLM's
     ``llm_layers`` layers (or all of a smaller LLM's), the frozen Whisper output
     cached in ``feature_cache``."""
     from .experiment import DataConfig
@@ -433,7 +433,7 @@ def _speech_llm_recipe(
             beats=None,
             qformer=WindowQFormerConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=1024, window=17,
                                         stride=17, dropout=0.0, attention_dropout=0.0, initializer_range=0.02),
-            llm=llm, layer=min(SPEECH_LLM_LAYERS, llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
+            llm=llm, layer=min(SPEECH_LLM_LAYERS[member], llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
             lora_target_modules=["q_proj", "v_proj"], output="classifier", pooling="attentive", head_hidden=256,
             dropout=0.2, train_crop_seconds=5.0, feature_cache=str(feature_cache),
         ),
@@ -625,13 +625,15 @@ def run_corpus(
             model, _ = _llm(outdir, utterances, log, "S2 and ST1")
             log(f"done in {time.perf_counter() - start:.1f} s")
             total = _num_layers(model)
-            layers = f"{min(SPEECH_LLM_LAYERS, total)} of the LLM's {total} layers, {speech_llm_epochs} epoch(s)"
-            start = _stage(log, f"{corpus}: S2 (speech LLM, {layers})")
+            def layers(member: str) -> str:
+                return f"{min(SPEECH_LLM_LAYERS[member], total)} of the LLM's {total} layers, {speech_llm_epochs} epoch(s)"
+
+            start = _stage(log, f"{corpus}: S2 (speech LLM, {layers('s2')})")
             member_tables.insert(0, _speech_llm_member(
                 "s2", split_manifest, corpus, whisper, model, outdir, eval_split, speech_llm_epochs, log, progress
             ))
             log(f"done in {time.perf_counter() - start:.1f} s")
-            start = _stage(log, f"{corpus}: ST1 (speech LLM given the transcript, {layers})")
+            start = _stage(log, f"{corpus}: ST1 (speech LLM given the transcript, {layers('st1')})")
             st1_manifest = _st1_transcripts(split_manifest, corpus, outdir, log, progress)
             member_tables.append(_speech_llm_member(
                 "st1", st1_manifest, corpus, whisper, model, outdir, eval_split, speech_llm_epochs, log, progress
