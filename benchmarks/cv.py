@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 
-def folds_for(corpus: str, data: Path, num_folds: int):
+def folds_for(corpus: str, data: Path, num_folds: int, dev: bool = True):
     from abhinaya.corpora import PREPARERS
     from abhinaya.splits import sorted_speakers, speaker_folds
 
@@ -47,8 +47,8 @@ def folds_for(corpus: str, data: Path, num_folds: int):
     plans = []
     for k, test in enumerate(folds):
         following = folds[(k + 1) % num_folds]
-        dev = following[-2:] if len(following) > 2 else following[-1:]
-        plans.append({"fold": k + 1, "test": test, "dev": dev})
+        held = (following[-2:] if len(following) > 2 else following[-1:]) if dev else []
+        plans.append({"fold": k + 1, "test": test, "dev": held})
     return utterances, plans
 
 
@@ -174,6 +174,12 @@ def main() -> None:
     parser.add_argument("--members", default="frozen,s1", help="comma-separated: frozen, s1, s2, st1")
     parser.add_argument("--manifest", help="a prepared manifest (with transcripts, for st1) instead of --data")
     parser.add_argument("--only-folds", help="comma-separated fold numbers to run (default: all)")
+    parser.add_argument(
+        "--no-dev",
+        action="store_true",
+        help="hold out no dev speakers: the trained members train on every speaker outside the test fold "
+        "(for recipes that select nothing on dev, train.keep: last or average)",
+    )
     parser.add_argument("--set", action="append", help="recipe override passed to abhinaya train")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -186,13 +192,15 @@ def main() -> None:
     from abhinaya.corpora.common import PrepareError
 
     try:
-        utterances, plans = folds_for(args.corpus, Path(args.data), args.folds)
+        utterances, plans = folds_for(args.corpus, Path(args.data), args.folds, dev=not args.no_dev)
     except (PrepareError, ValueError) as err:
         parser.error(str(err))
     if args.only_folds:
         wanted = {int(k) for k in args.only_folds.split(",")}
         plans = [p for p in plans if p["fold"] in wanted]
     members = args.members.split(",")
+    if args.no_dev and "frozen" in members:
+        parser.error("--no-dev: the frozen baseline chooses its layer on dev; run it without --no-dev")
     unknown = set(members) - {"frozen", *TRAINED_MEMBERS}
     if unknown:
         parser.error(f"unknown members: {', '.join(sorted(unknown))}")
