@@ -11,7 +11,9 @@ Folds are contiguous blocks of the sorted speakers (RAVDESS, 5 folds: actors
 1-4, 5-8, 9-12, 13-16, 17-20; EmoDB, 4 folds of two speakers). For each fold
 the test speakers are never trained on or used for selection; the dev
 speakers (for S1's model selection and the baseline's layer choice) are taken
-from the next fold and are not trained on either.
+from the next fold and are not trained on either. With ``--no-dev`` no dev
+speakers are held out, and the trained members train on every speaker outside
+the test fold (for recipes that select nothing on dev).
 
 Members, side by side on the same folds:
 - ``frozen``: the frozen Whisper-base encoder on the true length of the audio,
