@@ -60,11 +60,11 @@ DEMO_T2_EPOCHS = 3
 T1_TEMPLATES = {"user_template": "sentence: {text}", "reply_template": "The emotion is {word}."}
 T1_MELD_LABEL_WORDS = {"happy": "joy", "angry": "anger", "sad": "sadness"}
 # S2 and ST1 as recipes/ravdess/s2.yaml and st1.yaml (the first 1 and 2 of SmolLM2's 30 layers; a speech token per
-# 8 and 17 Whisper frames), but short: fewer epochs, and the weight average over at most as many.
+# 8 Whisper frames), but short: fewer epochs, and the weight average over at most as many.
 # The frozen Whisper output is cached in the demo's working folder, so ST1 reuses what S2 computed.
 DEMO_SPEECH_LLM_EPOCHS = 2
 SPEECH_LLM_LAYERS = {"s2": 1, "st1": 2}
-SPEECH_LLM_WINDOWS = {"s2": 8, "st1": 17}
+SPEECH_LLM_WINDOW = 8
 
 
 @dataclass
@@ -433,7 +433,7 @@ def _speech_llm_recipe(
             whisper=whisper, whisper_layer=min(4, whisper_layers),
             beats=None,
             qformer=WindowQFormerConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=1024,
-                                        window=SPEECH_LLM_WINDOWS[member], stride=SPEECH_LLM_WINDOWS[member],
+                                        window=SPEECH_LLM_WINDOW, stride=SPEECH_LLM_WINDOW,
                                         dropout=0.0, attention_dropout=0.0, initializer_range=0.02),
             llm=llm, layer=min(SPEECH_LLM_LAYERS[member], llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
             lora_target_modules=["q_proj", "v_proj"], output="classifier", pooling="attentive", head_hidden=256,
