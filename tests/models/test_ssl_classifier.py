@@ -312,6 +312,45 @@ def test_from_pretrained_encoder_loads_encoder_weights(tmp_path, monkeypatch):
     assert rebuilt(*batch([3000])).shape == (1, 3)
 
 
+def test_encoder_overrides_reach_the_pretrained_encoder_and_its_rebuild(tmp_path, monkeypatch):
+    from transformers import AutoConfig, WhisperModel
+
+    kwargs = {k: v for k, v in WHISPER_TINY.items() if k != "model_type"}
+    WhisperModel(AutoConfig.for_model("whisper", **kwargs)).save_pretrained(tmp_path / "tiny-whisper")
+    fake_cache = types.ModuleType("abhinaya.models.cache")
+    fake_cache.resolve_model_path = lambda name: tmp_path / name
+    monkeypatch.setitem(sys.modules, "abhinaya.models.cache", fake_cache)
+
+    overrides = {"dropout": 0.25, "attention_dropout": 0.5}
+    config = SSLClassifierConfig(encoder="tiny-whisper", num_labels=3, freeze_layers=1, encoder_overrides=overrides)
+    model = SSLClassifier.from_pretrained_encoder(config)
+    rebuilt = SSLClassifier(model.config)
+    for built in (model, rebuilt):
+        assert built.encoder.config.dropout == 0.25
+        assert all(layer.dropout == 0.25 for layer in built.encoder.layers)
+        assert all(layer.self_attn.dropout == 0.5 for layer in built.encoder.layers)
+    # The stored pretrained architecture is untouched; the overrides are kept beside it.
+    assert model.config.encoder_config["dropout"] == 0.0
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+
+    # The encoder's dropout acts in training only (the head's own dropout is left out of this by reading the
+    # encoder's hidden states).
+    waves, lengths = batch([3200, 2400])
+    top = max(model.layer_indices)
+    with torch.no_grad():
+        model.eval()
+        states = [model.hidden_states(waves, lengths)[0][top] for _ in range(2)]
+        torch.testing.assert_close(states[0], states[1])
+        model.train()
+        first, second = model.hidden_states(waves, lengths)[0][top], model.hidden_states(waves, lengths)[0][top]
+    assert not torch.allclose(first, second)
+
+
+def test_unknown_encoder_overrides_are_errors():
+    with pytest.raises(ValueError, match=r"encoder_overrides: \['dropuot'\] are not settings of a whisper config"):
+        make_model("whisper", encoder_overrides={"dropuot": 0.1})
+
+
 @pytest.mark.parametrize(
     "encoder_config",
     [

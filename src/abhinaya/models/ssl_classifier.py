@@ -67,6 +67,10 @@ class SSLClassifierConfig:
             taken from ``encoder_config["model_type"]`` when omitted.
         encoder_config: keyword arguments of a transformers config; the constructor builds a random-weight encoder
             from it. ``from_pretrained_encoder`` fills it from the pretrained folder so a saved run rebuilds offline.
+        encoder_overrides: transformers config settings applied on top of ``encoder_config`` (also of a pretrained
+            encoder's), for the settings that change training and not the weights: dropout rates, LayerDrop,
+            wav2vec2-style time masking, e.g. ``{"dropout": 0.1, "attention_dropout": 0.1}``. Each name must be a
+            setting of the encoder's config class.
         layer: hidden state fed to pooling (negative counts from the end); None = learnable softmax-weighted sum of
             hidden states (s3prl style).
         layers: hidden-state indices mixed by the weighted sum (default: all, embedding output included).
@@ -96,6 +100,7 @@ class SSLClassifierConfig:
     encoder: str = "whisper-base"
     encoder_type: str | None = None
     encoder_config: dict[str, Any] | None = None
+    encoder_overrides: dict[str, Any] = field(default_factory=dict)
     layer: int | None = None
     layers: list[int] | None = None
     pooling: str = "attentive"
@@ -167,6 +172,18 @@ def build_encoder(model_type: str, encoder_config: dict[str, Any]) -> nn.Module:
     if getattr(hf_config, "add_adapter", False):
         raise ValueError("encoders with add_adapter=True change the frame rate after the layers; not supported")
     return AutoModel.from_config(hf_config)
+
+
+def check_encoder_overrides(model_type: str, overrides: dict[str, Any]) -> None:
+    """Reject override names that the encoder's transformers config does not have (they would be ignored)."""
+    from transformers import AutoConfig
+
+    if not isinstance(overrides, dict):
+        raise ValueError(f"encoder_overrides must be a mapping of config settings, got {overrides!r}")
+    known = AutoConfig.for_model(model_type).to_dict()
+    unknown = sorted(k for k in overrides if k not in known or k in _CONFIG_HOUSEKEEPING_KEYS)
+    if unknown:
+        raise ValueError(f"encoder_overrides: {unknown} are not settings of a {model_type} config")
 
 
 class WhisperLogMel(nn.Module):
@@ -275,7 +292,8 @@ class SSLClassifier(nn.Module):
                 f"spec_augment masks Whisper's log-mel input; a {self.encoder_type} encoder masks its own features "
                 "in training through encoder_config (mask_time_prob, mask_feature_prob)"
             )
-        self.encoder = build_encoder(self.encoder_type, config.encoder_config)
+        check_encoder_overrides(self.encoder_type, config.encoder_overrides)
+        self.encoder = build_encoder(self.encoder_type, {**config.encoder_config, **config.encoder_overrides})
         hf_config = self.encoder.config
         self.hidden_size = int(hf_config.d_model if self.is_whisper else hf_config.hidden_size)
         self.num_layers = len(self._transformer_layers())
