@@ -93,7 +93,7 @@ class SSLClassifierConfig:
         normalize_waveform: wav2vec2-family only: zero mean, unit variance per utterance over its valid samples.
         long_input: Whisper only, for input over 30 s: "error" or "crop" (keep the first 30 s).
         spec_augment: Whisper only: SpecAugment time and frequency masks on the log-mel input, in training only
-            (off by default). The wav2vec2 family masks its own features through ``encoder_config``
+            (off by default). The wav2vec2 family masks its own features through ``encoder_overrides``
             (``mask_time_prob``, ``mask_feature_prob``).
     """
 
@@ -290,7 +290,7 @@ class SSLClassifier(nn.Module):
         if config.spec_augment.enabled and not self.is_whisper:
             raise ValueError(
                 f"spec_augment masks Whisper's log-mel input; a {self.encoder_type} encoder masks its own features "
-                "in training through encoder_config (mask_time_prob, mask_feature_prob)"
+                "in training through encoder_overrides (mask_time_prob, mask_feature_prob)"
             )
         check_encoder_overrides(self.encoder_type, config.encoder_overrides)
         self.encoder = build_encoder(self.encoder_type, {**config.encoder_config, **config.encoder_overrides})
