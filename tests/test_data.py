@@ -124,6 +124,31 @@ def test_gain_jitter_is_bounded_and_random(corpus):
     assert max(gains) - min(gains) > 0.2
 
 
+def test_speed_perturbation_changes_tempo_and_pitch_together_in_training_only(tmp_path):
+    rate, seconds, tone = 16000, 2.0, 440.0
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * tone * t)).astype(np.float32), rate)
+    utts = [Utterance(id="tone", audio=str(tmp_path / "tone.wav"))]
+    cfg = _config(train_crop_seconds=None, speed_perturb=0.1)
+    assert len(AudioDataset(utts, None, cfg, train=False)[0]["waveform"]) == len(t)
+
+    train = AudioDataset(utts, None, cfg, train=True)
+    factors = []
+    for epoch in range(12):
+        train.set_epoch(epoch)
+        wave = train[0]["waveform"].numpy()
+        factor = len(t) / len(wave)
+        spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+        peak_hz = np.argmax(spectrum) * rate / len(wave)
+        # Faster by `factor` and higher by the same factor, within one FFT bin.
+        assert abs(peak_hz - tone * factor) <= rate / len(wave)
+        factors.append(factor)
+    assert 0.9 - 1e-3 <= min(factors) and max(factors) <= 1.1 + 1e-3
+    assert max(factors) - min(factors) > 0.05
+    with pytest.raises(ValueError, match="speed_perturb"):
+        AudioConfig(speed_perturb=0.7)
+
+
 def test_noise_at_requested_snr_and_normalization(corpus):
     cfg = _config(train_crop_seconds=None, noise_snr_db=10.0, noise_snr_span_db=0.0)
     clean = AudioDataset(_utts(corpus, ["long"]), None, cfg, train=False)[0]["waveform"].double()

@@ -7,8 +7,9 @@ only; ``collate_audio`` pads a list of items into one batch with true lengths;
 
 Training and inference follow two different rules on purpose:
 
-- training (``train=True``): a random ``train_crop_seconds`` window of each
-  utterance, random gain and optional white noise, all drawn from a generator
+- training (``train=True``): optional speed perturbation, a random
+  ``train_crop_seconds`` window of each utterance, random gain and optional
+  white noise, all drawn from a generator
   seeded by ``(seed, epoch, index)``, so a run is reproducible and a resumed run
   sees exactly the crops it would have seen;
 - inference (``train=False``): deterministic. The whole utterance, cut to its
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
 import numpy as np
+import soxr
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -48,6 +50,10 @@ class AudioConfig:
       first ``max_eval_seconds`` (deterministic; long recordings should be
       segmented before, not cropped at random).
     - ``min_seconds``: shorter files are errors (``AudioError``).
+    - ``speed_perturb``: training only; when above 0, each utterance is
+      resampled by a factor drawn uniformly from ``[1 - speed_perturb,
+      1 + speed_perturb]`` before the crop: tempo and pitch change together,
+      as in Kaldi-style speed perturbation (0.1 = 0.9x to 1.1x).
     - ``gain_jitter_db``: training only; a random gain uniform in
       ``[-gain_jitter_db, +gain_jitter_db]`` dB (0 disables it).
     - ``noise_snr_db``: training only; when set, white noise is added at a
@@ -64,6 +70,7 @@ class AudioConfig:
     train_crop_seconds: float | None = 3.0
     max_eval_seconds: float = 30.0
     min_seconds: float = 0.1
+    speed_perturb: float = 0.0
     gain_jitter_db: float = 0.0
     noise_snr_db: float | None = None
     noise_snr_span_db: float = 20.0
@@ -79,6 +86,8 @@ class AudioConfig:
             raise ValueError(f"max_eval_seconds must be positive, got {self.max_eval_seconds}")
         if self.min_seconds < 0:
             raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
+        if not 0 <= self.speed_perturb < 0.5:
+            raise ValueError(f"speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
         if self.gain_jitter_db < 0:
             raise ValueError(f"gain_jitter_db must be >= 0, got {self.gain_jitter_db}")
         if self.noise_snr_span_db < 0:
@@ -271,6 +280,12 @@ class AudioDataset(Dataset):
 
     def _augment(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
+        if cfg.speed_perturb > 0:
+            factor = rng.uniform(1.0 - cfg.speed_perturb, 1.0 + cfg.speed_perturb)
+            # Read as if recorded at rate * factor and brought back to rate: factor > 1 is faster and higher.
+            wave = soxr.resample(wave, cfg.sample_rate * factor, cfg.sample_rate, quality="HQ").astype(np.float32)
+            if wave.shape[0] == 0:
+                wave = np.zeros(1, dtype=np.float32)
         crop = cfg.crop_samples
         if crop is not None and wave.shape[0] > crop:
             start = int(rng.integers(0, wave.shape[0] - crop + 1))
