@@ -219,6 +219,42 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_whisper_
         assert a["macro_f1"] == pytest.approx(b["macro_f1"])
 
 
+def test_resume_before_the_first_checkpoint_starts_afresh_from_the_pretrained_encoder(
+    tmp_path, tiny_whisper_dir, corpus, monkeypatch
+):
+    recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=2)
+    full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
+    real = training.save_tensors
+
+    def dies_at_first_checkpoint(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_tensors", dies_at_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
+    monkeypatch.setattr(training, "save_tensors", real)
+    assert (tmp_path / "cut" / "config.yaml").is_file()
+    assert not (tmp_path / "cut" / "checkpoint" / "state.safetensors").exists()
+
+    from abhinaya.models.ssl_classifier import SSLClassifier
+
+    loads = []
+    real_load = SSLClassifier.from_pretrained_encoder.__func__
+    monkeypatch.setattr(
+        SSLClassifier, "from_pretrained_encoder", classmethod(lambda cls, c: loads.append(c) or real_load(cls, c))
+    )
+    notes = []
+    resumed = training.train(load_recipe(recipe_path), tmp_path / "cut", resume=True, log=notes.append)
+    assert any("no checkpoint yet" in n for n in notes)
+    assert len(loads) == 1  # the pretrained encoder is loaded, not a random one built from the saved config
+    assert resumed["epochs_run"] == full["epochs_run"] == 2
+    full_rows = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    cut_rows = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    # Same pretrained start, same data order: the same losses as the uninterrupted run.
+    for a, b in zip(full_rows, cut_rows, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
 def test_recipe_errors_are_clear(tmp_path, tiny_whisper_dir, corpus, capsys):
     recipe = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus)
     assert main(["train", str(recipe), "-o", str(tmp_path / "r"), "--set", "train.epoch=3"]) == 1

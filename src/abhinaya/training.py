@@ -190,7 +190,12 @@ class Trainer:
             raise TrainingError(
                 f"{self.run_dir} already holds a run; continue it with --resume or choose another folder"
             )
-        if self.resume and config.is_file():
+        if self.resume and config.is_file() and not self._train_state_path().is_file():
+            # Interrupted before its first checkpoint: nothing was trained, so the run starts afresh from the recipe
+            # given. (The saved config describes the model already built; taking it would skip the pretrained
+            # weights, which only a fresh start loads.)
+            self._log(f"note: {self.run_dir} holds no checkpoint yet; starting the run afresh")
+        elif self.resume and config.is_file():
             saved = read_yaml(config)
             current = to_dict(self.recipe)
             differs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k != "model")
