@@ -96,13 +96,13 @@ def load_audio(
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """High-quality resampling of a 1-D float signal (soxr, very high quality)."""
+def resample(wave: np.ndarray, rate_in: float, rate_out: float, quality: str = "VHQ") -> np.ndarray:
+    """High-quality resampling of a 1-D float signal (soxr; very high quality unless ``quality`` says otherwise)."""
     if rate_in == rate_out:
         return wave.astype(np.float32, copy=False)
     if rate_in <= 0 or rate_out <= 0:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
-    return soxr.resample(wave.astype(np.float32, copy=False), rate_in, rate_out, quality="VHQ").astype(np.float32)
+    return soxr.resample(wave.astype(np.float32, copy=False), rate_in, rate_out, quality=quality).astype(np.float32)
 
 
 def find_audio_files(folder: str | Path) -> list[Path]:

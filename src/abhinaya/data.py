@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
 import numpy as np
-import soxr
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .audio import AudioError, audio_info, load_audio
+from .audio import AudioError, audio_info, load_audio, resample
 from .labels import LabelSet
 from .manifest import Utterance
 
@@ -283,9 +282,7 @@ class AudioDataset(Dataset):
         if cfg.speed_perturb > 0:
             factor = rng.uniform(1.0 - cfg.speed_perturb, 1.0 + cfg.speed_perturb)
             # Read as if recorded at rate * factor and brought back to rate: factor > 1 is faster and higher.
-            wave = soxr.resample(wave, cfg.sample_rate * factor, cfg.sample_rate, quality="HQ").astype(np.float32)
-            if wave.shape[0] == 0:
-                wave = np.zeros(1, dtype=np.float32)
+            wave = resample(wave, cfg.sample_rate * factor, cfg.sample_rate, quality="HQ")
         crop = cfg.crop_samples
         if crop is not None and wave.shape[0] > crop:
             start = int(rng.integers(0, wave.shape[0] - crop + 1))
