@@ -113,6 +113,7 @@ def cmd_predict(args) -> int:
         device=args.device,
         progress=not args.no_progress,
         report=lambda message: print(message, file=sys.stderr),
+        speaker_norm=args.speaker_norm,
     )
     write_predictions(args.output, table, format=args.format)
     print(f"wrote {len(table)} predictions to {args.output}")
@@ -266,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--format", default="csv", choices=["csv", "msp"], help="msp: challenge submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument(
+        "--speaker-norm", dest="speaker_norm", action="store_true", default=None,
+        help="normalise the pooled vectors per speaker (manifest speaker, else the audio file's folder); "
+        "default: as the run's predict.speaker_norm",
+    )
+    norm.add_argument(
+        "--no-speaker-norm", dest="speaker_norm", action="store_false",
+        help="no per-speaker normalisation (for speakers or folders that hold one emotion only)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting")

@@ -320,7 +320,7 @@ def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str,
     from .experiment import DataConfig
     from .members.s1 import S1Recipe
     from .models.ssl_classifier import SSLClassifierConfig
-    from .training_config import TrainConfig
+    from .training_config import PredictConfig, TrainConfig
 
     encoder, _ = _whisper(outdir.parent, log, "S1")
     recipe = S1Recipe(
@@ -328,6 +328,7 @@ def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str,
         audio=AudioConfig(train_crop_seconds=2.0, gain_jitter_db=3.0),
         model=SSLClassifierConfig(encoder=encoder, freeze_layers=2, head_hidden=128, head_norm="running"),
         train=TrainConfig(epochs=epochs, batch_size=8, head_lr=2e-3, encoder_lr=5e-5, progress=progress),
+        predict=PredictConfig(speaker_norm=True),  # as recipes/ravdess/s1.yaml
     )
     return _train_and_predict(recipe, "s1", outdir, eval_split, log, progress)
 

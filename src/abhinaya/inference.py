@@ -4,10 +4,15 @@ Inputs may be manifests (``.jsonl``), audio files, or folders of audio files
 (searched recursively). Unusable inputs — an unreadable audio file, a row
 without the text a text member needs — are reported by name and skipped;
 everything else is predicted, in batches formed by length.
+
+Speakers, for a run with ``predict.speaker_norm``: a manifest row's ``speaker``;
+an audio file found in a folder belongs to the folder it lies in; an audio file
+given by itself has none (the training mean is used for it).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -17,6 +22,7 @@ from .audio import AUDIO_EXTENSIONS, find_audio_files
 from .manifest import Utterance, read_manifest
 from .predictions import PredictionTable, table_from_probs
 from .runs import LoadedRun, load_run
+from .speaker_norm import speaker_counts
 from .training import predict_probabilities
 
 
@@ -36,7 +42,7 @@ def gather_inputs(inputs: Iterable[str | Path], split: str | None = None) -> lis
             files = find_audio_files(path)
             if not files:
                 raise InputError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-            utterances += [Utterance(id=f.stem, audio=str(f)) for f in files]
+            utterances += [Utterance(id=f.stem, audio=str(f), speaker=str(f.parent)) for f in files]
         elif path.suffix.lower() in (".jsonl", ".json"):
             rows = [u for u in read_manifest(path) if split is None or u.split == split]
             if not rows:
@@ -61,16 +67,35 @@ def predict_utterances(
     batch_size: int | None = None,
     progress: bool = True,
     report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
 ) -> PredictionTable:
     """Predict ``utterances`` with a loaded run; unusable ones are reported and
-    left out of the table."""
+    left out of the table. ``speaker_norm``: per-speaker normalisation on or
+    off, whatever the run's ``predict.speaker_norm`` says (None: as the run)."""
     dataset = run.member.dataset(utterances, None, train=False, on_error="skip")
     for problem in dataset.errors:
         report(f"skipped: {problem}")
     if len(dataset) == 0:
         raise InputError("none of the inputs could be used (see the messages above)")
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
-    ids, probs = predict_probabilities(run.member, run.model, dataset, batch, progress=progress, desc="predict")
+    config = run.recipe.predict
+    if speaker_norm is not None and speaker_norm != config.speaker_norm:
+        config = replace(config, speaker_norm=speaker_norm)
+    if config.speaker_norm:
+        try:
+            run.member.pooled_mean(run.model)
+        except ValueError as err:
+            raise InputError(f"{run.run_dir}: {err}") from None
+        counts = speaker_counts([u.speaker for u in dataset.utterances])
+        alone = len(dataset) - sum(counts.values())
+        report(
+            f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values(), default=0)}-"
+            f"{max(counts.values(), default=0)} utterances each"
+            + (f"; {alone} utterance(s) without a speaker keep the training mean" if alone else "")
+        )
+    ids, probs = predict_probabilities(
+        run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config
+    )
     return table_from_probs(ids, probs, run.label_set, source=str(run.run_dir))
 
 
@@ -83,8 +108,11 @@ def predict(
     device: str | None = None,
     progress: bool = True,
     report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
 ) -> PredictionTable:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
     utterances = gather_inputs(inputs, split=split)
-    return predict_utterances(run, utterances, batch_size=batch_size, progress=progress, report=report)
+    return predict_utterances(
+        run, utterances, batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm
+    )

@@ -35,7 +35,7 @@ from .members import Member, Recipe, get_member
 from .metrics import classification_report
 from .plots import plot_training_curves
 from .predictions import table_from_probs, write_predictions
-from .training_config import TrainConfig
+from .training_config import PredictConfig, TrainConfig
 
 
 class TrainingError(ValueError):
@@ -128,13 +128,74 @@ def predict_probabilities(
     accelerator=None,
     progress: bool = True,
     desc: str = "predict",
+    predict: PredictConfig | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
     dataset order. Batches are formed by length (little padding). With several
     processes each takes every n-th batch and the results are gathered, so the
-    output holds exactly one row per utterance on every process."""
+    output holds exactly one row per utterance on every process.
+
+    With ``predict.speaker_norm`` the pooled vectors are gathered first, each
+    speaker's are moved to the training mean (speaker_norm.py), and the head
+    classifies them."""
+    if predict is not None and predict.speaker_norm:
+        ids, pooled = _gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
+        speakers = [u.speaker for u in dataset.utterances]
+        return ids, classify_pooled(member, model, pooled, speakers, predict)
+    ids, logits = _gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
+    return ids, _softmax(logits)
+
+
+def predict_pooled(
+    member: Member, model: torch.nn.Module, dataset, batch_size: int, *, progress: bool = True, desc: str = "embed"
+) -> tuple[list[str], np.ndarray]:
+    """The pooled vectors ``(N, D)`` of a member that has them (``member.embed``), in dataset order."""
+    return _gather_rows(member, "embed", model, dataset, batch_size, None, progress, desc)
+
+
+def classify_pooled(
+    member: Member, model: torch.nn.Module, pooled: np.ndarray, speakers: Sequence[str | None], predict: PredictConfig
+) -> np.ndarray:
+    """Softmax probabilities of pooled vectors from ``predict_pooled``, normalised per speaker first where
+    ``predict.speaker_norm`` says so."""
+    from .speaker_norm import speaker_shift
+
+    if not len(pooled):
+        return np.zeros((0, 0))
+    x = torch.from_numpy(pooled)
+    if predict.speaker_norm:
+        reference = member.pooled_mean(model)
+        x = speaker_shift(x, list(speakers), reference.detach().cpu(), predict.speaker_norm_prior)
+    param = next(iter(model.parameters()))  # members with a pooled vector have weights
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        logits = member.classify(model, x.to(param.device, param.dtype))
+    model.train(was_training)
+    return _softmax(logits.float().cpu().numpy())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    if not len(logits):
+        return logits
+    return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+
+
+def _gather_rows(
+    member: Member,
+    method: str,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    accelerator,
+    progress: bool,
+    desc: str,
+) -> tuple[list[str], np.ndarray]:
+    """``member.<method>(model, batch)`` (``logits`` or ``embed``) for every utterance, one row each in dataset
+    order."""
     from .data import LengthBucketSampler
 
+    fn = getattr(member, method)
     world = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
     if accelerator is not None:
@@ -151,13 +212,9 @@ def predict_probabilities(
         for indices in tqdm(mine, desc=desc, disable=not show, leave=False, unit="batch"):
             batch = member.collate([dataset[i] for i in indices])
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            if accelerator is not None:
-                with accelerator.autocast():
-                    logits = member.logits(model, batch)
-            else:
-                logits = member.logits(model, batch)
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            rows += list(zip(batch["index"].tolist(), probs))
+            with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+                out = fn(model, batch)
+            rows += list(zip(batch["index"].tolist(), out.float().cpu().numpy()))
     model.train(was_training)
     if world > 1:
         from accelerate.utils import gather_object
@@ -167,7 +224,9 @@ def predict_probabilities(
     if len(by_index) != len(dataset):
         raise RuntimeError(f"gathered {len(by_index)} predictions for {len(dataset)} utterances")
     ids = [u.id for u in dataset.utterances]
-    return ids, np.stack([by_index[i] for i in range(len(dataset))]) if len(dataset) else np.zeros((0, 0))
+    if not len(dataset):
+        return ids, np.zeros((0, 0))
+    return ids, np.stack([by_index[i] for i in range(len(dataset))])
 
 
 class Trainer:
@@ -257,6 +316,11 @@ class Trainer:
         # A member that saves only its trained part starts from the pretrained weights even when resuming.
         model = member.build_model(label_set, pretrained=member.saves_partial_state or not resuming)
         member.finalize_recipe(model)
+        if recipe.predict.speaker_norm:
+            try:
+                member.pooled_mean(model)
+            except ValueError as err:
+                raise TrainingError(str(err)) from None
         train_set = member.dataset(train_utts, label_set, train=True, on_error="skip")
         dev_set = member.dataset(dev_utts, label_set, train=False, on_error="skip") if dev_utts else None
         for problem in list(train_set.errors) + (list(dev_set.errors) if dev_set is not None else []):
@@ -509,7 +573,8 @@ class Trainer:
         """Dev predictions (gathered over processes) and their figures for the metrics log."""
         cfg = self.recipe.train
         ids, probs = predict_probabilities(
-            member, model, dev_set, batch_size, accelerator=self.accelerator, progress=cfg.progress, desc="dev"
+            member, model, dev_set, batch_size, accelerator=self.accelerator, progress=cfg.progress, desc="dev",
+            predict=self.recipe.predict,
         )
         table = table_from_probs(ids, probs, label_set, source=runs.DEV_PREDICTIONS)
         report = classification_report([u.label for u in dev_set.utterances], table.labels, list(label_set))

@@ -89,3 +89,29 @@ class TrainConfig:
             raise ValueError(f"probe_epochs must be at least 0 and less than epochs ({self.epochs}), got {self.probe_epochs}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
+
+
+@dataclass
+class PredictConfig:
+    """How a trained member predicts (dev scoring during training and ``abhinaya predict`` alike).
+
+    Attributes:
+    speaker_norm: per-speaker normalisation of the pooled vector at the head's input. Every speaker's pooled vectors
+        are moved so that their mean becomes the training mean (``v - mean_speaker + mean_train``) before the head:
+        what is the same in all of a speaker's utterances (voice, microphone, room) is removed, what differs between
+        them (the emotion) stays. It uses the speaker's unlabelled utterances only, never a label. The speaker is the
+        manifest's ``speaker`` field; for audio found in a folder, the folder the file lies in. Utterances without a
+        speaker use the training mean (no change). It assumes a speaker's utterances show more than one emotion:
+        switch it off where a speaker (or folder) holds one emotion only. Members with a pooled vector and a running
+        mean at the head (S1 with ``model.head_norm``) support it.
+    speaker_norm_prior: how many utterances the training mean counts as in each speaker's mean (shrinkage): a
+        speaker with ``n`` utterances is moved by ``n / (n + prior)`` of the way, so a speaker with one or two
+        utterances barely moves and one with 60 nearly fully. 0 = the speaker's own mean alone.
+    """
+
+    speaker_norm: bool = False
+    speaker_norm_prior: float = 10.0
+
+    def __post_init__(self):
+        if self.speaker_norm_prior < 0:
+            raise ValueError(f"speaker_norm_prior must be >= 0, got {self.speaker_norm_prior}")

@@ -18,7 +18,7 @@ from ..experiment import DataConfig
 from ..labels import LabelSet
 from ..losses import LossConfig
 from ..manifest import Utterance
-from ..training_config import TrainConfig
+from ..training_config import PredictConfig, TrainConfig
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
 
 class Member:
@@ -64,6 +65,21 @@ class Member:
     def logits(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """``(B, C)`` logits of a collated batch."""
         raise NotImplementedError
+
+    # predict.speaker_norm (speaker_norm.py): members that support it split ``logits`` into ``embed`` (the pooled
+    # vector) and ``classify`` (the head), and name the training mean of the pooled vector.
+    def embed(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """``(B, D)`` pooled vectors of a collated batch, before the head."""
+        raise NotImplementedError(f"member {self.name} has no pooled vector")
+
+    def classify(self, model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` logits of pooled vectors from ``embed``."""
+        raise NotImplementedError(f"member {self.name} has no pooled vector")
+
+    def pooled_mean(self, model: torch.nn.Module) -> torch.Tensor:
+        """The training mean of the pooled vector, which ``predict.speaker_norm`` moves each speaker's mean to.
+        Raises ValueError where the member or its model has none."""
+        raise ValueError(f"member {self.name} does not support predict.speaker_norm")
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         """Optimizer groups: the model's own ``param_groups(encoder_lr, head_lr, weight_decay)`` where it has one

@@ -59,3 +59,23 @@ class S1Member(Member):
     def logits(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return model(batch["waveforms"], batch["lengths"])
 
+    def embed(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
+        return _unwrap(model).embed(batch["waveforms"], batch["lengths"])
+
+    def classify(self, model: SSLClassifier, embeddings: torch.Tensor) -> torch.Tensor:
+        return _unwrap(model).classify(embeddings)
+
+    def pooled_mean(self, model: SSLClassifier) -> torch.Tensor:
+        mean = _unwrap(model).pooled_mean()
+        if mean is None:
+            raise ValueError(
+                "predict.speaker_norm needs the training mean of the pooled vector, which model.head_norm "
+                "'running' or 'batch' keeps; this model has head_norm "
+                f"{_unwrap(model).config.head_norm!r}"
+            )
+        return mean
+
+
+def _unwrap(model: torch.nn.Module) -> SSLClassifier:
+    """The model inside a DistributedDataParallel wrapper (multi-process training), or the model itself."""
+    return model.module if hasattr(model, "module") else model

@@ -623,6 +623,15 @@ class SSLClassifier(nn.Module):
         states, mask = self.hidden_states(waveforms, lengths)
         return self.pooling(self.mix_layers(states), mask)
 
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_labels) of pooled embeddings (B, 2 * D)."""
+        return self.head(self.head_norm(pooled))
+
+    def pooled_mean(self) -> torch.Tensor | None:
+        """The running mean of the training embeddings kept by ``head_norm`` ("running" or "batch"), or None."""
+        mean = getattr(self.head_norm, "running_mean", None)
+        return mean if isinstance(mean, torch.Tensor) else None
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, num_labels) of waveforms (B, S) at 16 kHz with ``lengths`` (B,) in samples."""
-        return self.head(self.head_norm(self.embed(waveforms, lengths)))
+        return self.classify(self.embed(waveforms, lengths))

@@ -1,0 +1,107 @@
+"""Per-speaker normalisation at prediction time (``predict.speaker_norm``), scored on trained cross-validation runs.
+
+    python benchmarks/speaker_norm.py runs/cv-ravdess --member s1
+
+Takes the fold run folders ``RUNS/<member>-fold<k>`` that ``benchmarks/cv.py`` wrote, and predicts each fold's
+test speakers (never trained on) again from the run folder alone, with the pooled vectors computed once:
+
+- ``off``: the head on the pooled vectors as they are (what the runs were scored with);
+- ``prior P``: each test speaker's vectors moved to the training mean, the speaker mean shrunk by a pseudo-count
+  of P utterances (the shipped default is 10);
+- ``few emotions``: the same, but every test speaker keeps the utterances of only K of the classes (drawn at
+  random per speaker, seeded), so that the assumption behind the normalisation (each speaker shows several
+  emotions) is strained; ``off`` and the normalisation are scored on the same subset.
+
+Training is untouched: the weights are the runs' own. Per-fold and mean macro-F1, UA and WA go to
+``RUNS/speaker_norm.json`` and are printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def score(labels, truth, probs) -> dict:
+    from abhinaya.metrics import classification_report
+
+    report = classification_report(truth, [labels[i] for i in probs.argmax(1)], labels)
+    return {k: round(report[k], 4) for k in ("macro_f1", "ua", "wa")}
+
+
+def fold_scores(run_dir: Path, priors: list[float], few: list[int], batch_size: int, seed: int) -> dict:
+    from abhinaya.manifest import read_manifest
+    from abhinaya.runs import load_run
+    from abhinaya.training import classify_pooled, predict_pooled
+    from abhinaya.training_config import PredictConfig
+
+    run = load_run(run_dir)
+    labels = list(run.label_set)
+    test = [u for u in read_manifest(run_dir / "data" / "splits.jsonl") if u.split == "test" and u.label in labels]
+    dataset = run.member.dataset(test, None, train=False)
+    _, pooled = predict_pooled(run.member, run.model, dataset, batch_size, progress=False)
+    speakers = [u.speaker for u in dataset.utterances]
+    truth = [u.label for u in dataset.utterances]
+
+    def scored(rows, config):
+        probs = classify_pooled(run.member, run.model, pooled[rows], [speakers[i] for i in rows], config)
+        return score(labels, [truth[i] for i in rows], probs)
+
+    everything = np.arange(len(truth))
+    result = {"utterances": len(truth), "speakers": len(set(speakers)), "off": scored(everything, PredictConfig())}
+    for prior in priors:
+        result[f"prior {prior:g}"] = scored(everything, PredictConfig(speaker_norm=True, speaker_norm_prior=prior))
+    rng = np.random.default_rng(seed)
+    for k in few:
+        rows = []
+        for speaker in sorted(set(speakers)):
+            kept = set(rng.choice(labels, size=min(k, len(labels)), replace=False))
+            rows += [i for i in everything if speakers[i] == speaker and truth[i] in kept]
+        rows = np.array(rows)
+        result[f"{k} emotions, off"] = scored(rows, PredictConfig())
+        result[f"{k} emotions, prior {priors[0]:g}"] = scored(
+            rows, PredictConfig(speaker_norm=True, speaker_norm_prior=priors[0])
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", help="folder of benchmarks/cv.py holding <member>-fold<k> run folders")
+    parser.add_argument("--member", default="s1")
+    parser.add_argument("--priors", default="10,0", help="comma-separated pseudo-counts; the first is also used "
+                        "for the few-emotions check")
+    parser.add_argument("--few", default="2,4", help="comma-separated numbers of emotions each speaker keeps")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    runs = Path(args.runs)
+    folds = [f for f in runs.glob(f"{args.member}-fold*") if f.name.rsplit("fold", 1)[1].isdigit()]
+    folds = sorted((f for f in folds if (f / "model.safetensors").is_file()), key=lambda f: int(f.name.rsplit("fold", 1)[1]))
+    if not folds:
+        parser.error(f"{runs}: no finished {args.member}-fold<k> run folders")
+    priors = [float(p) for p in args.priors.split(",")]
+    few = [int(k) for k in args.few.split(",") if k]
+    results = {}
+    for fold in folds:
+        results[fold.name] = fold_scores(fold, priors, few, args.batch_size, args.seed)
+        print(fold.name, json.dumps({k: v["macro_f1"] for k, v in results[fold.name].items() if isinstance(v, dict)}),
+              flush=True)
+    settings = [k for k, v in next(iter(results.values())).items() if isinstance(v, dict)]
+    mean = {s: {m: round(float(np.mean([r[s][m] for r in results.values()])), 4) for m in ("macro_f1", "ua", "wa")}
+            for s in settings}
+    (runs / "speaker_norm.json").write_text(json.dumps({"folds": results, "mean": mean}, indent=2) + "\n")
+
+    print("\n| setting | " + " | ".join(f.name for f in folds) + " | mean macro-F1 | mean UA | mean WA |")
+    print("|---|" + "---|" * (len(folds) + 3))
+    for s in settings:
+        cells = " | ".join(f"{results[f.name][s]['macro_f1']:.3f}" for f in folds)
+        print(f"| {s} | {cells} | {mean[s]['macro_f1']:.3f} | {mean[s]['ua']:.3f} | {mean[s]['wa']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
