@@ -166,11 +166,11 @@ def classify_pooled(
     if predict.speaker_norm:
         reference = member.pooled_mean(model)
         x = speaker_shift(x, list(speakers), reference.detach().cpu(), predict.speaker_norm_prior)
-    param = next(iter(model.parameters()))  # members with a pooled vector have weights
+    device = next(iter(model.parameters())).device  # members with a pooled vector have weights
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        logits = member.classify(model, x.to(param.device, param.dtype))
+    with torch.inference_mode():  # pooled vectors are float32, as the heads that take them
+        logits = member.classify(model, x.to(device, torch.float32))
     model.train(was_training)
     return _softmax(logits.float().cpu().numpy())
 

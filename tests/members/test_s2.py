@@ -50,7 +50,7 @@ def test_defaults_follow_the_paper():
     assert s2.audio.train_crop_seconds is None  # the crop is taken from the cached features
 
 
-def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, tiny_llama_dir, ravdess):
+def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, tiny_llama_dir, ravdess, capsys):
     run = tmp_path / "run"
     data = {"corpus": "ravdess", "root": str(ravdess), "dev_speakers": ["19", "20"]}
     recipe = write_recipe(tmp_path / "s2.yaml", tiny_whisper_dir, tiny_llama_dir, data=data)
@@ -77,8 +77,38 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
     order = [table.ids.index(i) for i in dev.ids]
     assert np.allclose(np.asarray(table.probs)[order], np.asarray(dev.probs), atol=1e-4)
 
+    # Per-speaker normalisation (predict.speaker_norm): the pooled vector and the head, split, give the same
+    # logits as the whole model; normalised, each dev actor is moved to the training mean.
+    import torch
 
-def test_s2_generative_output_trains_and_predicts(tmp_path, tiny_whisper_dir, tiny_llama_dir, ravdess):
+    from abhinaya.speaker_norm import speaker_shift
+
+    dev_utts = [u for u in read_manifest(run / "data" / "splits.jsonl") if u.split == "dev"]
+    dataset = loaded.member.dataset(dev_utts, None, train=False)
+    batch = loaded.member.collate([dataset[i] for i in range(4)])
+    loaded.model.eval()
+    with torch.inference_mode():
+        pooled = loaded.member.embed(loaded.model, batch)
+        assert torch.allclose(loaded.member.classify(loaded.model, pooled), loaded.member.logits(loaded.model, batch),
+                              atol=1e-5)
+    normed = tmp_path / "normed.csv"
+    capsys.readouterr()
+    assert main(["predict", str(run), str(run / "data" / "splits.jsonl"), "--split", "dev", "-o", str(normed),
+                 "--no-progress", "--speaker-norm"]) == 0
+    assert "2 speaker(s), 16-16 utterances each" in capsys.readouterr().err
+    got = read_predictions(normed)
+    assert got.ids == table.ids and np.abs(np.asarray(got.probs) - np.asarray(table.probs)).max() > 1e-4
+    with torch.inference_mode():
+        from abhinaya.training import predict_pooled
+
+        _, everything = predict_pooled(loaded.member, loaded.model, dataset, 8, progress=False)
+        shifted = speaker_shift(torch.from_numpy(everything), [u.speaker for u in dataset.utterances],
+                                loaded.member.pooled_mean(loaded.model), 10.0)
+        by_hand = torch.softmax(loaded.member.classify(loaded.model, shifted), -1).numpy()
+    assert np.allclose(np.asarray(got.probs), by_hand, atol=1e-4)
+
+
+def test_s2_generative_output_trains_and_predicts(tmp_path, tiny_whisper_dir, tiny_llama_dir, ravdess, capsys):
     run = tmp_path / "run"
     data = {"corpus": "ravdess", "root": str(ravdess), "dev_speakers": ["19", "20"]}
     recipe = write_recipe(tmp_path / "s2.yaml", tiny_whisper_dir, tiny_llama_dir, data=data, output="generative")
@@ -93,6 +123,11 @@ def test_s2_generative_output_trains_and_predicts(tmp_path, tiny_whisper_dir, ti
                  "--no-progress"]) == 0
     table = read_predictions(out)
     assert len(table.ids) == 32
+    # no pooled vector to normalise: a clear error, not a traceback
+    assert main(["predict", str(run), str(run / "data" / "splits.jsonl"), "--split", "dev", "-o", str(out),
+                 "--no-progress", "--speaker-norm"]) == 1
+    err = capsys.readouterr().err
+    assert "speaker_norm" in err and "output 'generative'" in err
 
 
 def test_st1_needs_transcripts_and_leaves_long_ones_out_of_training(

@@ -233,15 +233,35 @@ class S2Member(Member):
         return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay, connector_lr=train.connector_lr)
 
     def logits(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
-        return model(
-            batch["waveforms"],
-            batch["lengths"],
-            batch["prefix_ids"],
-            batch["prefix_lengths"],
-            batch["suffix_ids"],
-            batch["suffix_lengths"],
-            batch["suffix_content"],
-        )
+        return model(*(batch[k] for k in _MODEL_INPUTS))
+
+    def embed(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
+        return _unwrap(model).embed(*(batch[k] for k in _MODEL_INPUTS))
+
+    def classify(self, model: SpeechLLM, embeddings: torch.Tensor) -> torch.Tensor:
+        return _unwrap(model).classify(embeddings)
+
+    def pooled_mean(self, model: SpeechLLM) -> torch.Tensor:
+        mean = _unwrap(model).pooled_mean()
+        if mean is None:
+            config = _unwrap(model).config
+            raise ValueError(
+                "predict.speaker_norm needs the training mean of the pooled vector, which model.head_norm 'running' "
+                f"or 'batch' keeps with model.output 'classifier'; this model has output {config.output!r}, "
+                f"head_norm {config.head_norm!r}"
+            )
+        return mean
 
     def saved_state(self, model: SpeechLLM) -> dict[str, torch.Tensor]:
         return model.trainable_state_dict()
+
+
+# The batch entries a SpeechLLM takes, in the order of its forward / embed arguments.
+_MODEL_INPUTS = (
+    "waveforms", "lengths", "prefix_ids", "prefix_lengths", "suffix_ids", "suffix_lengths", "suffix_content"
+)
+
+
+def _unwrap(model: torch.nn.Module) -> SpeechLLM:
+    """The model inside a DistributedDataParallel wrapper (multi-process training), or the model itself."""
+    return model.module if hasattr(model, "module") else model

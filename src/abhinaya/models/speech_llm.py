@@ -477,9 +477,42 @@ class SpeechLLM(nn.Module):
         )
         if self.config.output == "generative":
             return self.label_scores(embeds, mask)
+        return self.classify(self._pool(embeds, mask, content))
+
+    def embed(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        prefix_ids: torch.Tensor,
+        prefix_lengths: torch.Tensor,
+        suffix_ids: torch.Tensor,
+        suffix_lengths: torch.Tensor,
+        suffix_content: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pooled vectors (B, 2 * LLM width) before the head (classifier output only)."""
+        if self.config.output != "classifier":
+            raise ValueError("a speech LLM with generative output has no pooled vector")
+        speech, speech_mask = self.speech_embeddings(waveforms, lengths)
+        embeds, mask, content = self.assemble(
+            speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths, suffix_content
+        )
+        return self._pool(embeds, mask, content)
+
+    def _pool(self, embeds: torch.Tensor, mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
         pooled = content if self.config.pool_over == "content" else mask.bool()
-        return self.head(self.pooling(hidden.float(), pooled))
+        return self.pooling(hidden.float(), pooled)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, C) of pooled vectors."""
+        return self.head(pooled)
+
+    def pooled_mean(self) -> torch.Tensor | None:
+        """The running mean of the training pooled vectors kept by the head's standardisation, or None."""
+        if self.config.output != "classifier":
+            return None
+        mean = getattr(self.head[0], "running_mean", None)
+        return mean if isinstance(mean, torch.Tensor) else None
 
     def label_scores(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, C) log-likelihood of each class name's tokens following each prompt (constrained scoring).
