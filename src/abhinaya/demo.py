@@ -416,6 +416,7 @@ def _speech_llm_recipe(
     from .experiment import DataConfig
     from .losses import LossConfig
     from .members.s2 import S2Recipe, S2TrainConfig
+    from .training_config import PredictConfig
     from .members.st1 import ST1Recipe
     from .models.qformer import WindowQFormerConfig
     from .models.speech_llm import SpeechLLMConfig
@@ -446,6 +447,7 @@ def _speech_llm_recipe(
             warmup_ratio=0.1, schedule="linear", selection_metric="macro_f1", keep="average",
             average_epochs=min(3, epochs), progress=progress,
         ),
+        predict=PredictConfig(speaker_norm=True),  # as the recipes
     )
 
 
