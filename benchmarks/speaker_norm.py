@@ -13,7 +13,9 @@ test speakers (never trained on) again from the run folder alone, with the poole
   emotions) is strained; ``off`` and the normalisation are scored on the same subset.
 
 Training is untouched: the weights are the runs' own. Per-fold and mean macro-F1, UA and WA go to
-``RUNS/speaker_norm.json`` and are printed as a Markdown table.
+``RUNS/speaker_norm.json`` and are printed as a Markdown table. ``--write-tables`` also writes each fold's test
+predictions with the first prior to ``<fold>/test_predictions.speaker_norm.csv`` (next to cv.py's
+``test_predictions.csv``), for ``abhinaya ensemble`` and ``abhinaya evaluate``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def score(labels, truth, probs) -> dict:
     return {k: round(report[k], 4) for k in ("macro_f1", "ua", "wa")}
 
 
-def fold_scores(run_dir: Path, priors: list[float], few: list[int], batch_size: int, seed: int) -> dict:
+def fold_scores(
+    run_dir: Path, priors: list[float], few: list[int], batch_size: int, seed: int, write_tables: bool = False
+) -> dict:
     from abhinaya.manifest import read_manifest
     from abhinaya.runs import load_run
     from abhinaya.training import classify_pooled, predict_pooled
@@ -54,6 +58,14 @@ def fold_scores(run_dir: Path, priors: list[float], few: list[int], batch_size: 
     result = {"utterances": len(truth), "speakers": len(set(speakers)), "off": scored(everything, PredictConfig())}
     for prior in priors:
         result[f"prior {prior:g}"] = scored(everything, PredictConfig(speaker_norm=True, speaker_norm_prior=prior))
+    if write_tables:
+        from abhinaya.predictions import table_from_probs, write_predictions
+
+        config = PredictConfig(speaker_norm=True, speaker_norm_prior=priors[0])
+        probs = classify_pooled(run.member, run.model, pooled, speakers, config)
+        ids = [u.id for u in dataset.utterances]
+        table = table_from_probs(ids, probs, run.label_set, source=str(run_dir))
+        write_predictions(run_dir / "test_predictions.speaker_norm.csv", table)
     rng = np.random.default_rng(seed)
     for k in few:
         rows = []
@@ -77,6 +89,7 @@ def main() -> None:
     parser.add_argument("--few", default="2,4", help="comma-separated numbers of emotions each speaker keeps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-tables", action="store_true", help="write each fold's normalised test predictions")
     args = parser.parse_args()
 
     runs = Path(args.runs)
@@ -88,7 +101,7 @@ def main() -> None:
     few = [int(k) for k in args.few.split(",") if k]
     results = {}
     for fold in folds:
-        results[fold.name] = fold_scores(fold, priors, few, args.batch_size, args.seed)
+        results[fold.name] = fold_scores(fold, priors, few, args.batch_size, args.seed, args.write_tables)
         print(fold.name, json.dumps({k: v["macro_f1"] for k, v in results[fold.name].items() if isinstance(v, dict)}),
               flush=True)
     settings = [k for k, v in next(iter(results.values())).items() if isinstance(v, dict)]

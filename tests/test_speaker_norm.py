@@ -8,6 +8,7 @@ import yaml
 
 from abhinaya import training
 from abhinaya.cli import main
+from abhinaya.corpora import speaker_from_file_name
 from abhinaya.corpora.dummies import make_dummy_ravdess
 from abhinaya.inference import gather_inputs
 from abhinaya.manifest import read_manifest
@@ -50,12 +51,25 @@ def test_speaker_shift_rejects_mismatched_inputs():
         PredictConfig(speaker_norm_prior=-1)
 
 
-def test_audio_in_a_folder_belongs_to_that_folder(tmp_path):
+def test_audio_speakers_come_from_the_corpus_naming_else_the_folder(tmp_path):
     corpus = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2), statements=("01",))
     utterances = gather_inputs([corpus])
     assert {u.speaker for u in utterances} == {str(corpus / "Actor_01"), str(corpus / "Actor_02")}
     single = next((corpus / "Actor_01").iterdir())
     assert gather_inputs([single])[0].speaker is None
+    # a run trained on RAVDESS reads the actor from the file name, however the files are given
+    assert {u.speaker for u in gather_inputs([corpus], corpus="ravdess")} == {"01", "02"}
+    assert gather_inputs([single], corpus="ravdess")[0].speaker == "01"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "03-01-05-01-02-01-21.wav").write_bytes(single.read_bytes())
+    (flat / "my_recording.wav").write_bytes(single.read_bytes())
+    assert {u.id: u.speaker for u in gather_inputs([flat], corpus="ravdess")} == {
+        "03-01-05-01-02-01-21": "21", "my_recording": str(flat)
+    }
+    assert {u.speaker for u in gather_inputs([flat], corpus="emodb")} == {str(flat)}
+    assert speaker_from_file_name("emodb", "03a01Fa") == "03"
+    assert speaker_from_file_name("msp-podcast", "MSP-PODCAST_0001_0008") is None
 
 
 def _recipe(path, tiny_whisper_dir, root, **model):

@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--speaker-norm", dest="speaker_norm", action="store_true", default=None,
-        help="normalise the pooled vectors per speaker (manifest speaker, else the audio file's folder); "
+        help="normalise the pooled vectors per speaker (the manifest's speaker; for audio files the speaker in "
+        "a RAVDESS / EmoDB name, else the folder); "
         "default: as the run's predict.speaker_norm",
     )
     norm.add_argument(

@@ -6,8 +6,10 @@ without the text a text member needs — are reported by name and skipped;
 everything else is predicted, in batches formed by length.
 
 Speakers, for a run with ``predict.speaker_norm``: a manifest row's ``speaker``;
-an audio file found in a folder belongs to the folder it lies in; an audio file
-given by itself has none (the training mean is used for it).
+for an audio file, the speaker its name carries where it follows the naming of
+the run's corpus (RAVDESS, EmoDB), else the folder it was found in; an audio
+file given by itself with no speaker in its name has none (the training mean is
+used for it).
 """
 
 from __future__ import annotations
@@ -30,9 +32,20 @@ class InputError(ValueError):
     """An input path that is neither a manifest, an audio file nor a folder."""
 
 
-def gather_inputs(inputs: Iterable[str | Path], split: str | None = None) -> list[Utterance]:
+def gather_inputs(
+    inputs: Iterable[str | Path], split: str | None = None, corpus: str | None = None
+) -> list[Utterance]:
     """Utterances from manifests, audio files and folders. Ids must be unique
-    across inputs (audio files are identified by their base name)."""
+    across inputs (audio files are identified by their base name). ``corpus``:
+    audio files named as that corpus names them get the speaker of the name."""
+    from .corpora import speaker_from_file_name
+
+    def audio(path: Path, folder: Path | None) -> Utterance:
+        speaker = speaker_from_file_name(corpus, path.stem)
+        if speaker is None and folder is not None:
+            speaker = str(path.parent)
+        return Utterance(id=path.stem, audio=str(path), speaker=speaker)
+
     utterances: list[Utterance] = []
     for item in inputs:
         path = Path(item)
@@ -42,14 +55,14 @@ def gather_inputs(inputs: Iterable[str | Path], split: str | None = None) -> lis
             files = find_audio_files(path)
             if not files:
                 raise InputError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-            utterances += [Utterance(id=f.stem, audio=str(f), speaker=str(f.parent)) for f in files]
+            utterances += [audio(f, path) for f in files]
         elif path.suffix.lower() in (".jsonl", ".json"):
             rows = [u for u in read_manifest(path) if split is None or u.split == split]
             if not rows:
                 raise InputError(f"{path}: no utterances" + (f" in split {split!r}" if split else ""))
             utterances += rows
         elif path.suffix.lower() in AUDIO_EXTENSIONS:
-            utterances.append(Utterance(id=path.stem, audio=str(path)))
+            utterances.append(audio(path, None))
         else:
             raise InputError(f"{path}: not a manifest (.jsonl), an audio file ({', '.join(AUDIO_EXTENSIONS)}) or a folder")
     seen: dict[str, str] = {}
@@ -112,7 +125,7 @@ def predict(
 ) -> PredictionTable:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
-    utterances = gather_inputs(inputs, split=split)
+    utterances = gather_inputs(inputs, split=split, corpus=run.recipe.data.corpus)
     return predict_utterances(
         run, utterances, batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm
     )

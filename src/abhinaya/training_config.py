@@ -100,7 +100,8 @@ class PredictConfig:
         are moved so that their mean becomes the training mean (``v - mean_speaker + mean_train``) before the head:
         what is the same in all of a speaker's utterances (voice, microphone, room) is removed, what differs between
         them (the emotion) stays. It uses the speaker's unlabelled utterances only, never a label. The speaker is the
-        manifest's ``speaker`` field; for audio found in a folder, the folder the file lies in. Utterances without a
+        manifest's ``speaker`` field; for an audio file, the speaker its name carries (RAVDESS, EmoDB), else the folder
+        it was found in. Utterances without a
         speaker use the training mean (no change). It assumes a speaker's utterances show more than one emotion:
         switch it off where a speaker (or folder) holds one emotion only. Members with a pooled vector and a running
         mean at the head (S1 with ``model.head_norm``) support it.

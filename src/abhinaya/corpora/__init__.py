@@ -20,11 +20,11 @@ from pathlib import Path
 from ..labels import CANONICAL_LABELS
 from ..manifest import validate_manifest, write_manifest
 from .common import PrepareError, PrepareResult, assign_splits, check_audio_file
-from .emodb import prepare_emodb
+from .emodb import parse_emodb_name, prepare_emodb
 from .generic_csv import prepare_csv
 from .meld import prepare_meld
 from .msp_podcast import prepare_msp_podcast
-from .ravdess import prepare_ravdess
+from .ravdess import parse_ravdess_name, prepare_ravdess
 
 PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "msp-podcast": prepare_msp_podcast,
@@ -33,6 +33,25 @@ PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "meld": prepare_meld,
     "csv": prepare_csv,
 }
+
+# Corpora whose file names carry the speaker: the speaker (as the preparer writes it) of a file stem.
+_SPEAKER_IN_NAME: dict[str, Callable[[str], str]] = {
+    "ravdess": lambda stem: parse_ravdess_name(stem)["actor"],
+    "emodb": lambda stem: parse_emodb_name(stem)["speaker"],
+}
+
+
+def speaker_from_file_name(corpus: str | None, stem: str) -> str | None:
+    """The speaker a file name of ``corpus`` names (RAVDESS ``03-01-05-01-02-01-21`` -> ``"21"``, EmoDB ``03a01Fa``
+    -> ``"03"``), or None where the corpus's names carry no speaker or this name does not follow its pattern."""
+    parse = _SPEAKER_IN_NAME.get(corpus or "")
+    if parse is None:
+        return None
+    try:
+        return parse(stem)
+    except ValueError:
+        return None
+
 
 __all__ = [
     "PREPARERS",
@@ -46,6 +65,7 @@ __all__ = [
     "prepare_meld",
     "prepare_msp_podcast",
     "prepare_ravdess",
+    "speaker_from_file_name",
     "summarize",
 ]
 
