@@ -133,6 +133,16 @@ def test_predict_moves_each_speaker_to_the_training_mean(tmp_path, tiny_whisper_
     assert got_plain.probs == pytest.approx(unshifted, abs=1e-4)
     assert abs(got.probs - got_plain.probs).max() > 1e-3  # the normalisation did change something
 
+    # a file given by itself, with no speaker in its name: said so, and predicted as without the normalisation
+    lone = tmp_path / "lone.wav"
+    lone.write_bytes(open(test[0].audio, "rb").read())
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(lone), "-o", str(tmp_path / "lone.csv"), "--no-progress"]) == 0
+    assert "no input has a speaker" in capsys.readouterr().err
+    lone_plain = tmp_path / "lone-plain.csv"
+    assert main(["predict", str(run_dir), str(lone), "-o", str(lone_plain), "--no-progress", "--no-speaker-norm"]) == 0
+    assert read_predictions(tmp_path / "lone.csv").probs == pytest.approx(read_predictions(lone_plain).probs, abs=1e-5)
+
 
 def test_speaker_norm_without_a_training_mean_is_a_clear_error(tmp_path, tiny_whisper_dir, corpus):
     recipe = _recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, head_norm=None)

@@ -101,11 +101,17 @@ def predict_utterances(
             raise InputError(f"{run.run_dir}: {err}") from None
         counts = speaker_counts([u.speaker for u in dataset.utterances])
         alone = len(dataset) - sum(counts.values())
-        report(
-            f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values(), default=0)}-"
-            f"{max(counts.values(), default=0)} utterances each"
-            + (f"; {alone} utterance(s) without a speaker keep the training mean" if alone else "")
-        )
+        if not counts:
+            report(
+                "per-speaker normalisation: no input has a speaker (a manifest's speaker field, a corpus file name "
+                "or a folder gives one), so every utterance keeps the training mean"
+            )
+        else:
+            report(
+                f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values())}-"
+                f"{max(counts.values())} utterances each"
+                + (f"; {alone} utterance(s) without a speaker keep the training mean" if alone else "")
+            )
     ids, probs = predict_probabilities(
         run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config
     )
