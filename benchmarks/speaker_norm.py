@@ -13,7 +13,7 @@ test speakers (never trained on) again from the run folder alone, with the poole
   emotions) is strained; ``off`` and the normalisation are scored on the same subset.
 
 Training is untouched: the weights are the runs' own. Per-fold and mean macro-F1, UA and WA go to
-``RUNS/speaker_norm.json`` and are printed as a Markdown table. ``--write-tables`` also writes each fold's test
+``RUNS/speaker_norm.json`` and are printed as a Markdown table; ``RUNS/speaker_norm.png`` shows them per fold. ``--write-tables`` also writes each fold's test
 predictions with the first prior to ``<fold>/test_predictions.speaker_norm.csv`` (next to cv.py's
 ``test_predictions.csv``), for ``abhinaya ensemble`` and ``abhinaya evaluate``.
 """
@@ -108,6 +108,11 @@ def main() -> None:
     mean = {s: {m: round(float(np.mean([r[s][m] for r in results.values()])), 4) for m in ("macro_f1", "ua", "wa")}
             for s in settings}
     (runs / "speaker_norm.json").write_text(json.dumps({"folds": results, "mean": mean}, indent=2) + "\n")
+    from abhinaya.plots import plot_fold_scores
+
+    shown = {s: [results[f.name][s]["macro_f1"] for f in folds] for s in settings if "emotions" not in s}
+    plot_fold_scores(shown, [f.name.rsplit("-", 1)[1] for f in folds], runs / "speaker_norm.png",
+                     title=f"{args.member}: per-speaker normalisation on unseen speakers")
 
     print("\n| setting | " + " | ".join(f.name for f in folds) + " | mean macro-F1 | mean UA | mean WA |")
     print("|---|" + "---|" * (len(folds) + 3))

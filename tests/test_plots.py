@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from abhinaya.plots import plot_confusion_matrix, plot_training_curves
+from abhinaya.plots import plot_confusion_matrix, plot_fold_scores, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -53,3 +53,13 @@ def test_training_curves(tmp_path):
     assert plot_training_curves(averaged, tmp_path / "averaged.png").read_bytes().startswith(PNG_SIGNATURE)
     with pytest.raises(ValueError, match="no epoch"):
         plot_training_curves([{"epoch": 1}], tmp_path / "empty.png")
+
+
+def test_fold_scores(tmp_path):
+    path = plot_fold_scores({"off": [0.7, 0.6], "on": [0.8, 0.75]}, ["fold1", "fold2"], tmp_path / "f.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="2 folds"):
+        plot_fold_scores({"off": [0.7]}, ["fold1", "fold2"], tmp_path / "g.png")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_fold_scores({}, ["fold1"], tmp_path / "h.png")
+    assert not (tmp_path / "g.png").exists()

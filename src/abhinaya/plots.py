@@ -130,6 +130,50 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, metric: s
         fig.clf()
 
 
+def plot_fold_scores(
+    scores: dict[str, Sequence[float]], folds: Sequence[str], path: str | Path, *, metric: str = "macro-F1",
+    title: str | None = None,
+) -> Path:
+    """Save a grouped bar chart of cross-validation scores as a PNG: one group per fold and one for the mean, one bar
+    per setting (``scores``: setting -> one score per fold), each bar labelled with its value. Written atomically;
+    returns the path written."""
+    folds = [str(f) for f in folds]
+    if not scores or not folds:
+        raise ValueError("nothing to plot: give at least one setting and one fold")
+    for name, values in scores.items():
+        if len(values) != len(folds):
+            raise ValueError(f"setting {name!r} has {len(values)} scores for {len(folds)} folds")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = folds + ["mean"]
+    width = 0.8 / len(scores)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(scores)) / 2 + 2), 4.0))
+    FigureCanvasAgg(fig)
+    try:
+        ax = fig.add_subplot(1, 1, 1)
+        x = np.arange(len(groups))
+        for i, (name, values) in enumerate(scores.items()):
+            heights = list(values) + [float(np.mean(values))]
+            bars = ax.bar(x + (i - (len(scores) - 1) / 2) * width, heights, width, label=name)
+            for bar, height in zip(bars, heights):
+                ax.text(bar.get_x() + bar.get_width() / 2, height + 0.01, f"{height:.2f}", ha="center",
+                        va="bottom", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels(groups)
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, 1.15)
+        ax.axvline(len(folds) - 0.5, color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=8, loc="upper left", ncol=len(scores), frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        if title:
+            ax.set_title(title)
+        fig.tight_layout()
+        return _save_png(fig, path)
+    finally:
+        fig.clf()
+
+
 def _save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
