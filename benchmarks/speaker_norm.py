@@ -10,7 +10,9 @@ test speakers (never trained on) again from the run folder alone, with the poole
   of P utterances (the shipped default is 10);
 - ``few emotions``: the same, but every test speaker keeps the utterances of only K of the classes (drawn at
   random per speaker, seeded), so that the assumption behind the normalisation (each speaker shows several
-  emotions) is strained; ``off`` and the normalisation are scored on the same subset.
+  emotions) is strained; ``off`` and the normalisation are scored on the same subset;
+- ``N per speaker``: every test speaker keeps N of its utterances (drawn at random, seeded), so the speaker mean
+  comes from fewer utterances, as with a new speaker of whom little has been heard; scored as above.
 
 Training is untouched: the weights are the runs' own. Per-fold and mean macro-F1, UA and WA go to
 ``RUNS/speaker_norm.json`` and are printed as a Markdown table; ``RUNS/speaker_norm.png`` shows them per fold. ``--write-tables`` also writes each fold's test
@@ -35,7 +37,8 @@ def score(labels, truth, probs) -> dict:
 
 
 def fold_scores(
-    run_dir: Path, priors: list[float], few: list[int], batch_size: int, seed: int, write_tables: bool = False
+    run_dir: Path, priors: list[float], few: list[int], batch_size: int, seed: int, write_tables: bool = False,
+    sizes: list[int] = (),
 ) -> dict:
     from abhinaya.manifest import read_manifest
     from abhinaya.runs import load_run
@@ -77,6 +80,16 @@ def fold_scores(
         result[f"{k} emotions, prior {priors[0]:g}"] = scored(
             rows, PredictConfig(speaker_norm=True, speaker_norm_prior=priors[0])
         )
+    for n in sizes:
+        rows = []
+        for speaker in sorted(set(speakers)):
+            own = [i for i in everything if speakers[i] == speaker]
+            rows += sorted(rng.choice(own, size=min(n, len(own)), replace=False).tolist())
+        rows = np.array(rows)
+        result[f"{n} per speaker, off"] = scored(rows, PredictConfig())
+        result[f"{n} per speaker, prior {priors[0]:g}"] = scored(
+            rows, PredictConfig(speaker_norm=True, speaker_norm_prior=priors[0])
+        )
     return result
 
 
@@ -87,6 +100,7 @@ def main() -> None:
     parser.add_argument("--priors", default="10,0", help="comma-separated pseudo-counts; the first is also used "
                         "for the few-emotions check")
     parser.add_argument("--few", default="2,4", help="comma-separated numbers of emotions each speaker keeps")
+    parser.add_argument("--sizes", default="", help="comma-separated numbers of utterances each speaker keeps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-tables", action="store_true", help="write each fold's normalised test predictions")
@@ -101,7 +115,9 @@ def main() -> None:
     few = [int(k) for k in args.few.split(",") if k]
     results = {}
     for fold in folds:
-        results[fold.name] = fold_scores(fold, priors, few, args.batch_size, args.seed, args.write_tables)
+        results[fold.name] = fold_scores(
+            fold, priors, few, args.batch_size, args.seed, args.write_tables, [int(n) for n in args.sizes.split(",") if n]
+        )
         print(fold.name, json.dumps({k: v["macro_f1"] for k, v in results[fold.name].items() if isinstance(v, dict)}),
               flush=True)
     settings = [k for k, v in next(iter(results.values())).items() if isinstance(v, dict)]
@@ -110,7 +126,7 @@ def main() -> None:
     (runs / "speaker_norm.json").write_text(json.dumps({"folds": results, "mean": mean}, indent=2) + "\n")
     from abhinaya.plots import plot_fold_scores
 
-    shown = {s: [results[f.name][s]["macro_f1"] for f in folds] for s in settings if "emotions" not in s}
+    shown = {s: [results[f.name][s]["macro_f1"] for f in folds] for s in settings if s == "off" or s.startswith("prior")}
     plot_fold_scores(shown, [f.name.rsplit("-", 1)[1] for f in folds], runs / "speaker_norm.png",
                      title=f"{args.member}: per-speaker normalisation on unseen speakers")
 
