@@ -461,25 +461,21 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ outputs
 
-    def forward(
-        self,
-        waveforms: torch.Tensor,
-        lengths: torch.Tensor,
-        prefix_ids: torch.Tensor,
-        prefix_lengths: torch.Tensor,
-        suffix_ids: torch.Tensor,
-        suffix_lengths: torch.Tensor,
-        suffix_content: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        speech, speech_mask = self.speech_embeddings(waveforms, lengths)
-        embeds, mask, content = self.assemble(
-            speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths, suffix_content
-        )
+    def forward(self, *inputs: torch.Tensor | None) -> torch.Tensor:
+        """Class logits (B, C) (classifier) or class-name log-likelihoods (generative) of ``(waveforms, lengths,
+        prefix_ids, prefix_lengths, suffix_ids, suffix_lengths[, suffix_content])``."""
+        embeds, mask, content = self._sequence(*inputs)
         if self.config.output == "generative":
             return self.label_scores(embeds, mask)
         return self.classify(self._pool(embeds, mask, content))
 
-    def embed(
+    def embed(self, *inputs: torch.Tensor | None) -> torch.Tensor:
+        """Pooled vectors (B, 2 * LLM width) before the head (classifier output only); inputs as ``forward``."""
+        if self.config.output != "classifier":
+            raise ValueError("a speech LLM with generative output has no pooled vector")
+        return self._pool(*self._sequence(*inputs))
+
+    def _sequence(
         self,
         waveforms: torch.Tensor,
         lengths: torch.Tensor,
@@ -488,15 +484,10 @@ class SpeechLLM(nn.Module):
         suffix_ids: torch.Tensor,
         suffix_lengths: torch.Tensor,
         suffix_content: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Pooled vectors (B, 2 * LLM width) before the head (classifier output only)."""
-        if self.config.output != "classifier":
-            raise ValueError("a speech LLM with generative output has no pooled vector")
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The LLM's input sequence: embeddings, attention mask and the content positions (assemble)."""
         speech, speech_mask = self.speech_embeddings(waveforms, lengths)
-        embeds, mask, content = self.assemble(
-            speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths, suffix_content
-        )
-        return self._pool(embeds, mask, content)
+        return self.assemble(speech, speech_mask, prefix_ids, prefix_lengths, suffix_ids, suffix_lengths, suffix_content)
 
     def _pool(self, embeds: torch.Tensor, mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
