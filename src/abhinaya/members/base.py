@@ -32,6 +32,11 @@ class Recipe:
     predict: PredictConfig = field(default_factory=PredictConfig)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (multi-process training), or the model itself."""
+    return model.module if hasattr(model, "module") else model
+
+
 class Member:
     """Base class of the members. Subclasses set ``name`` and ``recipe_class``."""
 
@@ -85,7 +90,7 @@ class Member:
         """Optimizer groups: the model's own ``param_groups(encoder_lr, head_lr, weight_decay)`` where it has one
         (pretrained part vs. new part), else every trainable parameter at ``head_lr``."""
         train = self.recipe.train
-        inner = model.module if hasattr(model, "module") else model
+        inner = unwrap(model)
         if hasattr(inner, "param_groups"):
             return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
         params = [p for p in model.parameters() if p.requires_grad]

@@ -18,7 +18,7 @@ from ..data import AudioConfig, AudioDataset, collate_audio
 from ..labels import LabelSet
 from ..manifest import Utterance
 from ..models.ssl_classifier import SSLClassifier, SSLClassifierConfig
-from .base import Member, Recipe
+from .base import Member, Recipe, unwrap
 
 
 @dataclass
@@ -60,22 +60,17 @@ class S1Member(Member):
         return model(batch["waveforms"], batch["lengths"])
 
     def embed(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
-        return _unwrap(model).embed(batch["waveforms"], batch["lengths"])
+        return unwrap(model).embed(batch["waveforms"], batch["lengths"])
 
     def classify(self, model: SSLClassifier, embeddings: torch.Tensor) -> torch.Tensor:
-        return _unwrap(model).classify(embeddings)
+        return unwrap(model).classify(embeddings)
 
     def pooled_mean(self, model: SSLClassifier) -> torch.Tensor:
-        mean = _unwrap(model).pooled_mean()
+        mean = unwrap(model).pooled_mean()
         if mean is None:
             raise ValueError(
                 "predict.speaker_norm needs the training mean of the pooled vector, which model.head_norm "
                 "'running' or 'batch' keeps; this model has head_norm "
-                f"{_unwrap(model).config.head_norm!r}"
+                f"{unwrap(model).config.head_norm!r}"
             )
         return mean
-
-
-def _unwrap(model: torch.nn.Module) -> SSLClassifier:
-    """The model inside a DistributedDataParallel wrapper (multi-process training), or the model itself."""
-    return model.module if hasattr(model, "module") else model

@@ -23,7 +23,7 @@ from ..manifest import Utterance
 from ..models.speech_llm import SpeechLLM, SpeechLLMConfig
 from ..text_data import transcript_of
 from ..training_config import TrainConfig
-from .base import Member, Recipe
+from .base import Member, Recipe, unwrap
 
 SPEECH_PLACEHOLDER = "<SpeechHere>"
 
@@ -229,22 +229,22 @@ class S2Member(Member):
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         train = self.recipe.train
-        inner = model.module if hasattr(model, "module") else model
+        inner = unwrap(model)
         return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay, connector_lr=train.connector_lr)
 
     def logits(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
         return model(*(batch[k] for k in _MODEL_INPUTS))
 
     def embed(self, model: SpeechLLM, batch: dict[str, Any]) -> torch.Tensor:
-        return _unwrap(model).embed(*(batch[k] for k in _MODEL_INPUTS))
+        return unwrap(model).embed(*(batch[k] for k in _MODEL_INPUTS))
 
     def classify(self, model: SpeechLLM, embeddings: torch.Tensor) -> torch.Tensor:
-        return _unwrap(model).classify(embeddings)
+        return unwrap(model).classify(embeddings)
 
     def pooled_mean(self, model: SpeechLLM) -> torch.Tensor:
-        mean = _unwrap(model).pooled_mean()
+        mean = unwrap(model).pooled_mean()
         if mean is None:
-            config = _unwrap(model).config
+            config = unwrap(model).config
             raise ValueError(
                 "predict.speaker_norm needs the training mean of the pooled vector, which model.head_norm 'running' "
                 f"or 'batch' keeps with model.output 'classifier'; this model has output {config.output!r}, "
@@ -260,8 +260,3 @@ class S2Member(Member):
 _MODEL_INPUTS = (
     "waveforms", "lengths", "prefix_ids", "prefix_lengths", "suffix_ids", "suffix_lengths", "suffix_content"
 )
-
-
-def _unwrap(model: torch.nn.Module) -> SpeechLLM:
-    """The model inside a DistributedDataParallel wrapper (multi-process training), or the model itself."""
-    return model.module if hasattr(model, "module") else model
