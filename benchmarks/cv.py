@@ -42,7 +42,7 @@ import numpy as np
 
 def folds_for(corpus: str, data: Path, num_folds: int, dev: bool = True):
     from abhinaya.corpora import PREPARERS
-    from abhinaya.splits import sorted_speakers, speaker_folds
+    from abhinaya.corpora.splits import sorted_speakers, speaker_folds
 
     utterances = PREPARERS[corpus](data, check="header").utterances
     folds = speaker_folds(sorted_speakers(utterances), num_folds)
@@ -62,10 +62,10 @@ def frozen_features(utterances, cache: Path, encoder: str = "whisper-base") -> d
     import torch
     from tqdm import tqdm
 
-    from abhinaya.data import AudioDataset, collate_audio
-    from abhinaya.models.pooling import MeanStdPooling
+    from abhinaya.data.audio import AudioDataset, collate_audio
+    from abhinaya.nn.pooling import MeanStdPooling
     from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
-    from abhinaya.data import LengthBucketSampler as Sampler
+    from abhinaya.data.audio import LengthBucketSampler as Sampler
 
     model = SSLClassifier.from_pretrained_encoder(SSLClassifierConfig(encoder=encoder, freeze="encoder")).eval()
     dataset = AudioDataset(utterances, None, train=False)
@@ -88,7 +88,7 @@ def run_frozen(utterances, plan, features, labels) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from abhinaya.metrics import classification_report
+    from abhinaya.evaluation.metrics import classification_report
 
     def subset(speakers):
         chosen = [u for u in utterances if u.speaker in speakers]
@@ -117,7 +117,7 @@ TRAINED_MEMBERS = ("s1", "s2", "st1")
 
 
 def run_member(member: str, plan, args, out: Path) -> dict:
-    from abhinaya.evaluation import evaluate_predictions
+    from abhinaya.evaluation.evaluate import evaluate_predictions
     from abhinaya.manifest import read_manifest
     from abhinaya.predictions import read_predictions
 

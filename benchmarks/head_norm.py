@@ -75,7 +75,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from abhinaya.labels import CORPUS_LABEL_SETS
-    from abhinaya.metrics import classification_report
+    from abhinaya.evaluation.metrics import classification_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 def _report(table, utterances, labels) -> dict:
-    from abhinaya.metrics import classification_report
+    from abhinaya.evaluation.metrics import classification_report
 
     gold = {u.id: u.label for u in utterances}
     ids = [i for i in table.ids if i in gold]
@@ -89,9 +89,9 @@ def main() -> None:
         parser.error(f"--data {args.data}: no such folder")
     embedder = _embedder_folder(args.embedder)
 
-    from abhinaya.baselines import EmbeddingTextBaseline, TextBaseline
+    from abhinaya.models.baselines import EmbeddingTextBaseline, TextBaseline
     from abhinaya.corpora import prepare_corpus
-    from abhinaya.inference import predict_utterances
+    from abhinaya.predict.inputs import predict_utterances
     from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
     from abhinaya.manifest import read_manifest
     from abhinaya.predictions import table_from_probs, write_predictions

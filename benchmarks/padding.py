@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from abhinaya.corpora import prepare_ravdess
-from abhinaya.data import LengthBucketSampler, batch_padding_ratio
+from abhinaya.data.audio import LengthBucketSampler, batch_padding_ratio
 
 
 def main() -> None:

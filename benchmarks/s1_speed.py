@@ -60,7 +60,7 @@ def run_method(method: str, data: str, run: str | None, num: int, batch_size: in
     audio_seconds = sum(u.duration for u in utts)
     start = time.perf_counter()
     if method == "ours":
-        from abhinaya.training import predict_probabilities
+        from abhinaya.train.loop import predict_probabilities
 
         dataset = member.dataset(utts, None, train=False)
         ids, probs = predict_probabilities(member, model, dataset, batch_size, progress=False)

@@ -30,7 +30,7 @@ import numpy as np
 
 
 def score(labels, truth, probs) -> dict:
-    from abhinaya.metrics import classification_report
+    from abhinaya.evaluation.metrics import classification_report
 
     report = classification_report(truth, [labels[i] for i in probs.argmax(1)], labels)
     return {k: round(report[k], 4) for k in ("macro_f1", "ua", "wa")}
@@ -42,8 +42,8 @@ def fold_scores(
 ) -> dict:
     from abhinaya.manifest import read_manifest
     from abhinaya.runs import load_run
-    from abhinaya.training import classify_pooled, predict_pooled
-    from abhinaya.training_config import PredictConfig
+    from abhinaya.train.loop import classify_pooled, predict_pooled
+    from abhinaya.recipes import PredictConfig
 
     run = load_run(run_dir)
     labels = list(run.label_set)
@@ -124,7 +124,7 @@ def main() -> None:
     mean = {s: {m: round(float(np.mean([r[s][m] for r in results.values()])), 4) for m in ("macro_f1", "ua", "wa")}
             for s in settings}
     (runs / "speaker_norm.json").write_text(json.dumps({"folds": results, "mean": mean}, indent=2) + "\n")
-    from abhinaya.plots import plot_fold_scores
+    from abhinaya.evaluation.plots import plot_fold_scores
 
     shown = {s: [results[f.name][s]["macro_f1"] for f in folds] for s in settings if s == "off" or s.startswith("prior")}
     plot_fold_scores(shown, [f.name.rsplit("-", 1)[1] for f in folds], runs / "speaker_norm.png",

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     from abhinaya.corpora import PREPARERS
     from abhinaya.labels import CORPUS_LABEL_SETS
     from abhinaya.members.t1 import T1Config, T1Member, T1Recipe, TranscriptDataset, ZeroShotLM
-    from abhinaya.metrics import classification_report
+    from abhinaya.evaluation.metrics import classification_report
     from abhinaya.models.llm import load_causal_lm, load_tokenizer
 
     if args.threads:

@@ -53,7 +53,7 @@ def select(utterances, limit: int):
 def prefix_errors(reference: str, hypothesis: str | None) -> tuple[int, int]:
     """(word edits, reference words) against the prefix of ``reference`` closest to ``hypothesis``;
     the prefix holds at least the first word (every file starts with speech)."""
-    from abhinaya.transcription import normalize_text
+    from abhinaya.asr.transcribe import normalize_text
 
     ref = normalize_text(reference).split()
     hyp = normalize_text(hypothesis or "").split()
@@ -74,7 +74,7 @@ def parse_backend(spec: str) -> tuple[str, str | None]:
 
 
 def run_one(utterances, references, backend: str, compute_type: str | None, language: str | None, args) -> dict:
-    from abhinaya.transcription import TranscriptionConfig, load_transcriber, transcribe_utterances, word_error_rate
+    from abhinaya.asr.transcribe import TranscriptionConfig, load_transcriber, transcribe_utterances, word_error_rate
 
     options = dict(model=args.model, backend=backend, language=language, batch_size=args.batch_size, device="cpu")
     if compute_type:
@@ -125,7 +125,7 @@ def print_table(rows: list[dict], prefix: bool) -> None:
 
 
 def print_errors(rows: list[dict], count: int) -> None:
-    from abhinaya.transcription import word_error_rate
+    from abhinaya.asr.transcribe import word_error_rate
 
     for row in rows:
         wrong = [(i, r, h) for i, r, h in row["pairs"] if h is None or word_error_rate(r, h) > 0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from abhinaya.corpora.dummies import make_dummy_ravdess
+from abhinaya.testing.dummies import make_dummy_ravdess
 
 CV_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cv.py"
 

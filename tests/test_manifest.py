@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from abhinaya.manifest import ManifestError, Utterance, read_manifest, split_utterances, validate_manifest, write_manifest
+from abhinaya.manifest import (
+    ManifestError,
+    Utterance,
+    read_manifest,
+    split_utterances,
+    validate_manifest,
+    write_manifest,
+)
 
 
 def test_roundtrip_with_relative_audio(tmp_path):

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from abhinaya.labels import LabelSet
-from abhinaya.predictions import PredictionError, PredictionTable, read_predictions, table_from_probs, write_predictions
+from abhinaya.predictions import (
+    PredictionError,
+    PredictionTable,
+    read_predictions,
+    table_from_probs,
+    write_predictions,
+)
 
 LS = LabelSet(["angry", "sad", "neutral"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from abhinaya.cli import main
-from abhinaya.corpora.dummies import make_dummy_msp_podcast, make_dummy_ravdess
+from abhinaya.testing.dummies import make_dummy_msp_podcast, make_dummy_ravdess
 from abhinaya.runs import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -69,7 +69,7 @@ def test_msp_podcast_t2_holds_the_paper_settings():
 
 @pytest.mark.parametrize("corpus", ["msp_podcast", "meld"])
 def test_t2_recipes_train_with_a_tiny_llama(tmp_path, tiny_llama_dir, corpus):
-    from abhinaya.corpora.dummies import make_dummy_meld
+    from abhinaya.testing.dummies import make_dummy_meld
 
     if corpus == "meld":
         root = make_dummy_meld(tmp_path / "meld", train_dialogues=6, dev_dialogues=3)
@@ -114,8 +114,8 @@ def test_msp_podcast_speech_llm_recipes_train_with_tiny_salmonn_parts(
 
     import torch
 
-    from abhinaya.models.beats import BEATs, BEATsConfig
-    from abhinaya.models.salmonn_checkpoint import _ours_to_salmonn
+    from abhinaya.nn.beats import BEATs, BEATsConfig
+    from abhinaya.weights.salmonn_checkpoint import _ours_to_salmonn
     from abhinaya.models.speech_llm import SpeechLLM
 
     config = BEATsConfig.tiny()

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from abhinaya import __version__
 
 # Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
 # name -> (what it will do, the part of the system it belongs to).
@@ -33,7 +33,7 @@ def _split_list(value: str | None) -> list[str]:
 
 # ----------------------------------------------------------------------------- prepare
 def cmd_prepare(args) -> int:
-    from .corpora import PrepareError, prepare_corpus, summarize
+    from abhinaya.corpora import PrepareError, prepare_corpus, summarize
 
     options = {"dev_speakers": _split_list(args.dev_speakers), "test_speakers": _split_list(args.test_speakers)}
     if args.split:
@@ -57,7 +57,7 @@ def cmd_prepare(args) -> int:
 
 # ----------------------------------------------------------------------------- transcribe
 def cmd_transcribe(args) -> int:
-    from .transcription import TranscriptionConfig, TranscriptionError, transcribe_manifest
+    from abhinaya.asr.transcribe import TranscriptionConfig, TranscriptionError, transcribe_manifest
 
     options = {
         "model": args.model,
@@ -92,8 +92,8 @@ def cmd_transcribe(args) -> int:
 
 # ----------------------------------------------------------------------------- train / predict
 def cmd_train(args) -> int:
-    from .runs import load_recipe
-    from .training import train
+    from abhinaya.runs import load_recipe
+    from abhinaya.train.loop import train
 
     recipe = load_recipe(args.recipe, args.set or [])
     summary = train(recipe, args.output, resume=args.resume)
@@ -102,8 +102,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .inference import predict
-    from .predictions import write_predictions
+    from abhinaya.predict.inputs import predict
+    from abhinaya.predictions import write_predictions
 
     table = predict(
         args.run_dir,
@@ -122,10 +122,10 @@ def cmd_predict(args) -> int:
 
 # ----------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_predictions
-    from .manifest import read_manifest
-    from .plots import plot_confusion_matrix
-    from .predictions import read_predictions
+    from abhinaya.evaluation.evaluate import evaluate_predictions
+    from abhinaya.manifest import read_manifest
+    from abhinaya.evaluation.plots import plot_confusion_matrix
+    from abhinaya.predictions import read_predictions
 
     table = read_predictions(args.predictions)
     utterances = read_manifest(args.manifest)
@@ -142,8 +142,8 @@ def cmd_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- ensemble
 def cmd_ensemble(args) -> int:
-    from .ensemble import combine
-    from .predictions import read_predictions, write_predictions
+    from abhinaya.evaluation.ensemble import combine
+    from abhinaya.predictions import read_predictions, write_predictions
 
     if len(args.predictions) < 2:
         raise CLIError("an ensemble needs at least two prediction tables")
@@ -171,7 +171,7 @@ def cmd_ensemble(args) -> int:
 # ----------------------------------------------------------------------------- models
 def cmd_models(args) -> int:
     try:
-        from .models import registry
+        from abhinaya.weights import registry
     except ImportError as err:
         raise CLIError(f"the model tools need the 'speech' extra: pip install 'abhinaya[speech]' ({err})") from None
     if args.models_command == "list":
@@ -188,7 +188,7 @@ def cmd_models(args) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
-    from .demo import DEMO_CORPORA, run_demo
+    from abhinaya.demo import DEMO_CORPORA, run_demo
 
     if args.data is None and args.corpus != "ravdess":
         raise CLIError("--corpus selects the layout of --data; without --data the demo runs every miniature corpus")
@@ -209,9 +209,9 @@ def cmd_not_built(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .corpora import PREPARERS
-    from .demo import DEMO_S1_EPOCHS
-    from .transcription import BACKENDS, TranscriptionConfig
+    from abhinaya.corpora import PREPARERS
+    from abhinaya.demo import DEMO_S1_EPOCHS
+    from abhinaya.asr.transcribe import BACKENDS, TranscriptionConfig
 
     asr = TranscriptionConfig()  # the defaults shown in the help of transcribe
 

@@ -29,17 +29,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .baselines import ACOUSTIC_CLASSIFIERS, AcousticBaseline, FeatureCache, TextBaseline
-from .corpora import prepare_corpus, summarize
-from .corpora import dummies
-from .ensemble import combine
-from .evaluation import evaluate_predictions
-from .labels import CORPUS_LABEL_SETS, LabelSet
-from .manifest import Utterance, read_manifest, split_utterances, write_manifest
-from .metrics import format_metrics_table
-from .plots import plot_confusion_matrix
-from .predictions import PredictionTable, read_predictions, write_predictions
-from .splits import apply_speaker_split, check_speaker_independence, holdout_speakers, sorted_speakers
+from abhinaya.models.baselines import ACOUSTIC_CLASSIFIERS, AcousticBaseline, FeatureCache, TextBaseline
+from abhinaya.corpora import prepare_corpus, summarize
+from abhinaya.testing import dummies
+from abhinaya.evaluation.ensemble import combine
+from abhinaya.evaluation.evaluate import evaluate_predictions
+from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
+from abhinaya.manifest import Utterance, read_manifest, split_utterances, write_manifest
+from abhinaya.evaluation.metrics import format_metrics_table
+from abhinaya.evaluation.plots import plot_confusion_matrix
+from abhinaya.predictions import PredictionTable, read_predictions, write_predictions
+from abhinaya.corpora.splits import (
+    apply_speaker_split,
+    check_speaker_independence,
+    holdout_speakers,
+    sorted_speakers,
+)
 
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
@@ -149,7 +154,7 @@ def _speech_members(
 def _offline_model(name: str) -> Path:
     """The folder of an offline model, prepared once into the model cache from
     its weight packages (ImportError / OSError / ValueError when they are absent)."""
-    from .models.registry import prepare_offline_model
+    from abhinaya.weights.registry import prepare_offline_model
 
     return prepare_offline_model(name, progress=False)
 
@@ -168,7 +173,7 @@ def _tiny_whisper(folder: Path) -> Path:
         WhisperProcessor,
     )
 
-    from .models.whisper_conversion import build_whisper_tokenizer
+    from abhinaya.weights.whisper_conversion import build_whisper_tokenizer
 
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -272,9 +277,9 @@ def _llm(outdir: Path, utterances: Sequence[Utterance], log, user: str = "T1 and
         return str(_offline_model("smollm2")), True
     except (ImportError, ValueError, OSError) as err:
         log(f"note: SmolLM2 is not available ({str(err).splitlines()[0]}); {user} use a tiny random-weight Llama")
-        from .members.s2 import PromptConfig
-        from .members.st1 import ST1Recipe
-        from .members.t1 import DEFAULT_SYSTEM_PROMPT
+        from abhinaya.members.s2 import PromptConfig
+        from abhinaya.members.st1 import ST1Recipe
+        from abhinaya.members.t1 import DEFAULT_SYSTEM_PROMPT
 
         folder = outdir / "tiny-llama"
         if not (folder / "config.json").is_file():
@@ -295,9 +300,9 @@ def _train_and_predict(recipe, name: str, outdir: Path, eval_split: str, log, pr
     split is the run's dev split and all of it is labelled, the run has already
     predicted exactly those utterances (for model selection): its dev
     predictions are used rather than computed again."""
-    from .inference import predict_utterances
-    from .runs import CONFIG_FILE, DEV_PREDICTIONS, LABELS_FILE, load_run
-    from .training import train
+    from abhinaya.predict.inputs import predict_utterances
+    from abhinaya.runs import CONFIG_FILE, DEV_PREDICTIONS, LABELS_FILE, load_run
+    from abhinaya.train.loop import train
 
     run_dir = outdir / f"{name}-run"
     resume = (run_dir / CONFIG_FILE).is_file()
@@ -316,11 +321,11 @@ def _train_and_predict(recipe, name: str, outdir: Path, eval_split: str, log, pr
 
 def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
     """Fine-tune S1 briefly (a demo, not a recipe) and predict the evaluation split."""
-    from .data import AudioConfig
-    from .experiment import DataConfig
-    from .members.s1 import S1Recipe
-    from .models.ssl_classifier import SSLClassifierConfig
-    from .training_config import PredictConfig, TrainConfig
+    from abhinaya.data.audio import AudioConfig
+    from abhinaya.recipes import DataConfig
+    from abhinaya.members.s1 import S1Recipe
+    from abhinaya.models.ssl_classifier import SSLClassifierConfig
+    from abhinaya.recipes import PredictConfig, TrainConfig
 
     encoder, _ = _whisper(outdir.parent, log, "S1")
     recipe = S1Recipe(
@@ -337,9 +342,9 @@ def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str,
 def _t1_recipe(manifest: Path, corpus: str, llm: str, progress: bool):
     """T1 as recipes/meld/t1.yaml (zero-shot, constrained scoring), calibrated
     on ``DEMO_T1_CALIBRATION`` training transcripts rather than 1000."""
-    from .experiment import DataConfig
-    from .members.t1 import T1Config, T1Recipe
-    from .training_config import TrainConfig
+    from abhinaya.recipes import DataConfig
+    from abhinaya.members.t1 import T1Config, T1Recipe
+    from abhinaya.recipes import TrainConfig
 
     label_words = T1_MELD_LABEL_WORDS if corpus == "meld" else {}
     return T1Recipe(
@@ -357,12 +362,12 @@ def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: i
     """T2 as recipes/meld/t2.yaml for ``epochs`` epochs. An LLM with fewer than
     the recipe's 24 layers (``llm_layers``) runs all of them, LoRA on the top 6
     (or all)."""
-    from .experiment import DataConfig
-    from .losses import LossConfig
-    from .members.t2 import T2Recipe
-    from .models.text_classifier import LLMTextClassifierConfig
-    from .text_data import TextConfig
-    from .training_config import TrainConfig
+    from abhinaya.recipes import DataConfig
+    from abhinaya.nn.losses import LossConfig
+    from abhinaya.members.t2 import T2Recipe
+    from abhinaya.models.text_classifier import LLMTextClassifierConfig
+    from abhinaya.data.text import TextConfig
+    from abhinaya.recipes import TrainConfig
 
     layer = min(24, llm_layers)
     return T2Recipe(
@@ -394,7 +399,7 @@ def _num_layers(llm: str) -> int:
 
 def _whisper_layers(whisper: str) -> int:
     """Encoder layers of the Whisper model ``whisper`` (a prepared name or a folder)."""
-    from .models.cache import resolve_model_path
+    from abhinaya.weights.cache import resolve_model_path
 
     return json.loads((resolve_model_path(whisper) / "config.json").read_text(encoding="utf-8"))["encoder_layers"]
 
@@ -413,13 +418,13 @@ def _speech_llm_recipe(
     ``epochs`` epochs, running the first ``SPEECH_LLM_LAYERS[member]`` of the LLM's
     ``llm_layers`` layers (or all of a smaller LLM's), the frozen Whisper output
     cached in ``feature_cache``."""
-    from .experiment import DataConfig
-    from .losses import LossConfig
-    from .members.s2 import S2Recipe, S2TrainConfig
-    from .training_config import PredictConfig
-    from .members.st1 import ST1Recipe
-    from .models.qformer import WindowQFormerConfig
-    from .models.speech_llm import SpeechLLMConfig
+    from abhinaya.recipes import DataConfig
+    from abhinaya.nn.losses import LossConfig
+    from abhinaya.members.s2 import S2Recipe, S2TrainConfig
+    from abhinaya.recipes import PredictConfig
+    from abhinaya.members.st1 import ST1Recipe
+    from abhinaya.nn.qformer import WindowQFormerConfig
+    from abhinaya.models.speech_llm import SpeechLLMConfig
 
     recipes = {
         "s2": (S2Recipe, LossConfig(name="weighted_focal", gamma=2.0)),
@@ -474,7 +479,7 @@ def _transcribe(
     ``outdir/transcripts.jsonl``; log some transcripts and, when the corpus has
     texts (RAVDESS: its two sentences), the word error rate against them.
     Returns ``(manifest, WER or None)``."""
-    from .transcription import TranscriptionConfig, transcribe_manifest, word_error_rate
+    from abhinaya.asr.transcribe import TranscriptionConfig, transcribe_manifest, word_error_rate
 
     candidates = [u for u in read_manifest(split_manifest) if u.split == eval_split and u.audio]
     if not candidates:
@@ -515,7 +520,7 @@ def _st1_transcripts(split_manifest: Path, corpus: str, outdir: Path, log, progr
     reads a 30 s window per utterance, so transcribing a whole corpus takes
     minutes on CPU even when its files are short. The log says which texts ST1
     reads."""
-    from .transcription import TranscriptionConfig, transcribe_manifest
+    from abhinaya.asr.transcribe import TranscriptionConfig, transcribe_manifest
 
     utterances = read_manifest(split_manifest)
     manifest = write_manifest(outdir / "st1-transcripts.jsonl", utterances)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .labels import CANONICAL_LABELS
+from abhinaya.labels import CANONICAL_LABELS
 
 
 class ManifestError(ValueError):

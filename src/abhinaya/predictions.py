@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import MSP_PODCAST_CODES, LabelSet
+from abhinaya.labels import MSP_PODCAST_CODES, LabelSet
 
 PROB_PREFIX = "prob_"
 MSP_LETTERS: dict[str, str] = {label: letter for letter, label in MSP_PODCAST_CODES.items()}

@@ -22,10 +22,10 @@ from typing import Any, Iterable
 
 import torch
 
-from .checkpoint import load_model_weights
-from .config import ConfigError, apply_overrides, from_dict, read_yaml, write_yaml
-from .labels import LabelSet
-from .members import Member, Recipe, get_member
+from abhinaya.weights.checkpoint import load_model_weights
+from abhinaya.recipes import ConfigError, apply_overrides, from_dict, read_yaml, write_yaml
+from abhinaya.labels import LabelSet
+from abhinaya.members import Member, Recipe, get_member
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"

@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from abhinaya.corpora import PrepareError, prepare_csv
-from abhinaya.corpora.dummies import make_dummy_emodb
+from abhinaya.testing.dummies import make_dummy_emodb
 
 
 @pytest.fixture(scope="module")

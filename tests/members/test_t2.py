@@ -5,9 +5,9 @@ import json
 import pytest
 import yaml
 
-from abhinaya.checkpoint import load_tensors
+from abhinaya.weights.checkpoint import load_tensors
 from abhinaya.cli import main
-from abhinaya.corpora.dummies import make_dummy_meld
+from abhinaya.testing.dummies import make_dummy_meld
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_recipe, load_run
@@ -70,7 +70,7 @@ def test_train_saves_only_what_is_trained_and_predicts(tmp_path, tiny_llama_dir,
 
 
 def test_resume_continues_from_the_trained_part(tmp_path, tiny_llama_dir, meld, monkeypatch):
-    from abhinaya import training
+    from abhinaya.train import loop as training
 
     recipe_path = write_recipe(tmp_path / "t2.yaml", tiny_llama_dir, meld)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)

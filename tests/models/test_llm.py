@@ -16,8 +16,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 gguf = pytest.importorskip("gguf")
 
-from abhinaya.models import llm  # noqa: E402
-from abhinaya.models.cache import COMPLETE_MARKER, ModelNotAvailableError, is_complete, resolve_model_path  # noqa: E402
+from abhinaya.models import llm
+from abhinaya.weights.cache import COMPLETE_MARKER, ModelNotAvailableError, is_complete, resolve_model_path
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -253,8 +253,8 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 
 
 def test_smollm2_is_registered():
-    from abhinaya.models.cache import OFFLINE_MODEL_FOLDERS
-    from abhinaya.models.registry import OFFLINE_MODELS
+    from abhinaya.weights.cache import OFFLINE_MODEL_FOLDERS
+    from abhinaya.weights.registry import OFFLINE_MODELS
 
     assert OFFLINE_MODELS["smollm2"] is llm.prepare_smollm2
     assert OFFLINE_MODEL_FOLDERS["smollm2"] == "smollm2"

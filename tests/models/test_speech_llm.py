@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from abhinaya.models.qformer import WindowQFormerConfig
+from abhinaya.nn.qformer import WindowQFormerConfig
 from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
-from abhinaya.models.standardize import BatchStandardize, RunningStandardize
+from abhinaya.nn.standardize import BatchStandardize, RunningStandardize
 from tests.conftest import TINY_LLAMA, TINY_WHISPER
 
 LLAMA = {"model_type": "llama", "vocab_size": 40, "pad_token_id": 0, **TINY_LLAMA}
@@ -178,7 +178,7 @@ def test_layer_truncates_the_llm_and_bad_settings_are_errors():
 
 
 def test_beats_branch_is_concatenated_frame_wise():
-    from abhinaya.models.beats import BEATsConfig
+    from abhinaya.nn.beats import BEATsConfig
 
     beats = dataclasses.asdict(BEATsConfig.tiny())
     model = tiny_model(beats_config=beats)
@@ -193,8 +193,8 @@ def test_beats_branch_is_concatenated_frame_wise():
 def test_an_official_salmonn_checkpoint_loads_every_key(tmp_path):
     """A checkpoint in SALMONN's saved layout (official key names, the buffers its saver keeps) fills every
     SALMONN part of the real model: LayerNorms, Q-Former, projection and LoRA."""
-    from abhinaya.models.beats import BEATsConfig
-    from abhinaya.models.salmonn_checkpoint import _ours_to_salmonn, load_salmonn_checkpoint
+    from abhinaya.nn.beats import BEATsConfig
+    from abhinaya.weights.salmonn_checkpoint import _ours_to_salmonn, load_salmonn_checkpoint
 
     model = tiny_model(beats_config=dataclasses.asdict(BEATsConfig.tiny()))
     generator = torch.Generator().manual_seed(3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from abhinaya.models.spec_augment import SpecAugmentConfig
+from abhinaya.nn.spec_augment import SpecAugmentConfig
 from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
 
 from conftest import TINY_WAVLM, TINY_WHISPER
@@ -296,9 +296,9 @@ def test_from_pretrained_encoder_loads_encoder_weights(tmp_path, monkeypatch):
     pretrained = WhisperModel(AutoConfig.for_model("whisper", **kwargs))
     pretrained.save_pretrained(tmp_path / "tiny-whisper")
 
-    fake_cache = types.ModuleType("abhinaya.models.cache")
+    fake_cache = types.ModuleType("abhinaya.weights.cache")
     fake_cache.resolve_model_path = lambda name: tmp_path / name
-    monkeypatch.setitem(sys.modules, "abhinaya.models.cache", fake_cache)
+    monkeypatch.setitem(sys.modules, "abhinaya.weights.cache", fake_cache)
 
     model = SSLClassifier.from_pretrained_encoder(SSLClassifierConfig(encoder="tiny-whisper", num_labels=3))
     assert model.encoder_type == "whisper"
@@ -317,9 +317,9 @@ def test_encoder_overrides_reach_the_pretrained_encoder_and_its_rebuild(tmp_path
 
     kwargs = {k: v for k, v in WHISPER_TINY.items() if k != "model_type"}
     WhisperModel(AutoConfig.for_model("whisper", **kwargs)).save_pretrained(tmp_path / "tiny-whisper")
-    fake_cache = types.ModuleType("abhinaya.models.cache")
+    fake_cache = types.ModuleType("abhinaya.weights.cache")
     fake_cache.resolve_model_path = lambda name: tmp_path / name
-    monkeypatch.setitem(sys.modules, "abhinaya.models.cache", fake_cache)
+    monkeypatch.setitem(sys.modules, "abhinaya.weights.cache", fake_cache)
 
     overrides = {"dropout": 0.25, "attention_dropout": 0.5}
     config = SSLClassifierConfig(encoder="tiny-whisper", num_labels=3, freeze_layers=1, encoder_overrides=overrides)

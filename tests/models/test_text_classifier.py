@@ -101,7 +101,7 @@ def test_gradients_reach_only_lora_of_the_adapted_layers_and_the_head(tiny_llama
 
 
 def test_trainable_state_round_trips_with_every_key(tiny_llama_dir):
-    from abhinaya.checkpoint import load_model_weights, save_tensors
+    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
 
     model = make_model(tiny_llama_dir, lora_layers=1)
     with torch.no_grad():
@@ -153,8 +153,8 @@ def test_bad_settings_are_clear_errors(tiny_llama_dir):
 
 
 def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
-    from abhinaya.checkpoint import load_model_weights, save_tensors
-    from abhinaya.models.standardize import RunningStandardize
+    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
+    from abhinaya.nn.standardize import RunningStandardize
 
     model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
     assert isinstance(model.head[0], RunningStandardize)

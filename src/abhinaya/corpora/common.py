@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio import AudioError, audio_info, find_audio_files, load_audio
-from ..manifest import Utterance
+from abhinaya.audio import AudioError, audio_info, find_audio_files, load_audio
+from abhinaya.manifest import Utterance
 
 CHECK_MODES: tuple[str, ...] = ("decode", "header", "none")
 """``decode``: decode every sample (catches corrupt or cut-off compressed files, NaN,

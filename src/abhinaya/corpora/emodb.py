@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..labels import EMODB_CODES
-from ..manifest import Utterance
-from .common import (
+from abhinaya.labels import EMODB_CODES
+from abhinaya.manifest import Utterance
+from abhinaya.corpora.common import (
     PrepareResult,
     assign_splits,
     check_mode,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..labels import canonical_label
-from ..manifest import Utterance
-from .common import (
+from abhinaya.labels import canonical_label
+from abhinaya.manifest import Utterance
+from abhinaya.corpora.common import (
     PrepareError,
     PrepareResult,
     assign_splits,

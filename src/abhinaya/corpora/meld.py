@@ -21,9 +21,16 @@ import csv
 import io
 from pathlib import Path
 
-from ..labels import MELD_NAMES
-from ..manifest import Utterance
-from .common import PrepareError, PrepareResult, assign_splits, check_mode, check_split_options, require_source
+from abhinaya.labels import MELD_NAMES
+from abhinaya.manifest import Utterance
+from abhinaya.corpora.common import (
+    PrepareError,
+    PrepareResult,
+    assign_splits,
+    check_mode,
+    check_split_options,
+    require_source,
+)
 
 MELD_FILES: dict[str, str] = {
     "train_sent_emo.csv": "train",

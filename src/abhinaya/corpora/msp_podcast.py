@@ -24,10 +24,10 @@ import csv
 import os
 from pathlib import Path
 
-from ..audio import AUDIO_EXTENSIONS
-from ..labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES
-from ..manifest import Utterance
-from .common import (
+from abhinaya.audio import AUDIO_EXTENSIONS
+from abhinaya.labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES
+from abhinaya.manifest import Utterance
+from abhinaya.corpora.common import (
     PrepareError,
     PrepareResult,
     assign_splits,

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..labels import RAVDESS_CODES
-from ..manifest import Utterance
-from .common import (
+from abhinaya.labels import RAVDESS_CODES
+from abhinaya.manifest import Utterance
+from abhinaya.corpora.common import (
     PrepareResult,
     assign_splits,
     check_mode,

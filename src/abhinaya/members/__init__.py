@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Member, Recipe
+from abhinaya.members.base import Member
+from abhinaya.recipes import Recipe
 
 # name -> "module:Class"
 MEMBERS: dict[str, str] = {

@@ -9,27 +9,13 @@ inference in ``inference.py`` know nothing else about it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import torch
 
-from ..experiment import DataConfig
-from ..labels import LabelSet
-from ..losses import LossConfig
-from ..manifest import Utterance
-from ..training_config import PredictConfig, TrainConfig
-
-
-@dataclass
-class Recipe:
-    """Sections every recipe has; members subclass it with their own."""
-
-    member: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    predict: PredictConfig = field(default_factory=PredictConfig)
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
+from abhinaya.recipes import Recipe
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

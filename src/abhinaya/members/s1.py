@@ -14,11 +14,12 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data import AudioConfig, AudioDataset, collate_audio
-from ..labels import LabelSet
-from ..manifest import Utterance
-from ..models.ssl_classifier import SSLClassifier, SSLClassifierConfig
-from .base import Member, Recipe, unwrap
+from abhinaya.data.audio import AudioConfig, AudioDataset, collate_audio
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
+from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+from abhinaya.members.base import Member, unwrap
+from abhinaya.recipes import Recipe
 
 
 @dataclass

@@ -16,14 +16,15 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data import AudioConfig, AudioDataset, collate_audio
-from ..labels import LabelSet
-from ..losses import LossConfig
-from ..manifest import Utterance
-from ..models.speech_llm import SpeechLLM, SpeechLLMConfig
-from ..text_data import transcript_of
-from ..training_config import TrainConfig
-from .base import Member, Recipe, unwrap
+from abhinaya.data.audio import AudioConfig, AudioDataset, collate_audio
+from abhinaya.labels import LabelSet
+from abhinaya.nn.losses import LossConfig
+from abhinaya.manifest import Utterance
+from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
+from abhinaya.data.text import transcript_of
+from abhinaya.recipes import TrainConfig
+from abhinaya.members.base import Member, unwrap
+from abhinaya.recipes import Recipe
 
 SPEECH_PLACEHOLDER = "<SpeechHere>"
 
@@ -170,7 +171,7 @@ class S2Member(Member):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from ..models.llm import load_tokenizer
+            from abhinaya.models.llm import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.recipe.model.llm)
         return self._tokenizer
@@ -179,7 +180,7 @@ class S2Member(Member):
         config = self.recipe.model
         config.num_labels = len(label_set)
         if config.feature_cache == "auto":
-            from ..models.feature_cache import default_feature_cache_dir
+            from abhinaya.weights.feature_cache import default_feature_cache_dir
 
             config.feature_cache = str(default_feature_cache_dir())
         model = SpeechLLM.from_pretrained(config) if pretrained else SpeechLLM(config)

@@ -35,10 +35,11 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from ..labels import LabelSet
-from ..manifest import Utterance
-from ..text_data import TextError, transcript_of
-from .base import Member, Recipe
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
+from abhinaya.data.text import TextError, transcript_of
+from abhinaya.members.base import Member
+from abhinaya.recipes import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -654,7 +655,7 @@ class EndpointZeroShot(torch.nn.Module):
 
 def build_endpoint_client(config: T1Config):
     """The chat-completions client of an endpoint recipe (nothing is sent yet)."""
-    from ..llm_endpoint import ChatCompletionsClient
+    from abhinaya.models.chat_endpoint import ChatCompletionsClient
 
     url = config.endpoint_url or os.environ.get(ENDPOINT_URL_ENV)
     if not url:
@@ -692,7 +693,7 @@ class T1Member(Member):
     def tokenizer(self):
         """The LLM's tokenizer (transformers backend), loaded once."""
         if self._tokenizer is None:
-            from ..models.llm import load_tokenizer
+            from abhinaya.models.llm import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.recipe.model.model)
         return self._tokenizer
@@ -705,7 +706,7 @@ class T1Member(Member):
         _label_words(label_set, config)
         if config.backend == "endpoint":
             return EndpointZeroShot(build_endpoint_client(config), label_set, config)
-        from ..models.llm import causal_lm_from_config, load_causal_lm
+        from abhinaya.models.llm import causal_lm_from_config, load_causal_lm
 
         dtype = _DTYPES[config.dtype]
         if pretrained:

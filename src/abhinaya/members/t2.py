@@ -16,12 +16,13 @@ from typing import Any, Sequence
 
 import torch
 
-from ..labels import LabelSet
-from ..losses import LossConfig
-from ..manifest import Utterance
-from ..models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
-from ..text_data import TextConfig, TextDataset, collate_text
-from .base import Member, Recipe
+from abhinaya.labels import LabelSet
+from abhinaya.nn.losses import LossConfig
+from abhinaya.manifest import Utterance
+from abhinaya.models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
+from abhinaya.data.text import TextConfig, TextDataset, collate_text
+from abhinaya.members.base import Member
+from abhinaya.recipes import Recipe
 
 
 @dataclass
@@ -47,7 +48,7 @@ class T2Member(Member):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from ..models.llm import load_tokenizer
+            from abhinaya.models.llm import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.recipe.model.llm)
         return self._tokenizer

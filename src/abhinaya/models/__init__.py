@@ -1,1 +1,1 @@
-"""Speech, text and speech-LLM models: encoders, pooling and classification heads."""
+"""Trainable models, one per file (config, module, from_pretrained): SSL classifier, speech LLM, LLM text classifier, baselines."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import (
+from abhinaya.weights.cache import (
     COMPLETE_MARKER,
     ModelNotAvailableError,
     is_complete,

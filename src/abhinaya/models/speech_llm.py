@@ -31,11 +31,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .feature_cache import EncoderFeatureCache, audio_key, encoder_key
-from .pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
-from .qformer import WindowQFormer, WindowQFormerConfig
-from .standardize import HEAD_NORMS, build_head_norm
-from .ssl_classifier import WhisperLogMel, build_encoder, whisper_frontend
+from abhinaya.weights.feature_cache import EncoderFeatureCache, audio_key, encoder_key
+from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.nn.qformer import WindowQFormer, WindowQFormerConfig
+from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
+from abhinaya.models.ssl_classifier import WhisperLogMel, build_encoder, whisper_frontend
 
 __all__ = ["SpeechLLM", "SpeechLLMConfig"]
 
@@ -168,7 +168,7 @@ class SpeechLLM(nn.Module):
                 raise ValueError("whisper_config is empty: use SpeechLLM.from_pretrained (it records the architecture)")
             whisper = build_encoder("whisper", config.whisper_config)
         if beats is None and config.beats_config is not None:
-            from .beats import BEATs, BEATsConfig
+            from abhinaya.nn.beats import BEATs, BEATsConfig
 
             beats = BEATs(BEATsConfig(**config.beats_config))
         if llm is None:
@@ -203,7 +203,7 @@ class SpeechLLM(nn.Module):
         self.qformer = WindowQFormer(qconfig)
 
         # LLM with LoRA.
-        from .llm import add_lora
+        from abhinaya.models.llm import add_lora
 
         self.llm = llm
         layers = self.llm.model.layers
@@ -259,16 +259,16 @@ class SpeechLLM(nn.Module):
         architecture, so ``SpeechLLM(model.config)`` rebuilds it offline."""
         from transformers import WhisperModel
 
-        from .cache import resolve_model_path
-        from .llm import load_causal_lm
-        from .ssl_classifier import _encoder_config_dict
+        from abhinaya.weights.cache import resolve_model_path
+        from abhinaya.models.llm import load_causal_lm
+        from abhinaya.models.ssl_classifier import _encoder_config_dict
 
         path = resolve_model_path(config.whisper)
         whisper = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).encoder
         beats = None
         beats_config = None
         if config.beats:
-            from .beats import load_beats_checkpoint
+            from abhinaya.nn.beats import load_beats_checkpoint
 
             beats = load_beats_checkpoint(config.beats)
             beats_config = dataclasses.asdict(beats.config)
@@ -281,7 +281,7 @@ class SpeechLLM(nn.Module):
         )
         model = cls(resolved, whisper=whisper, beats=beats, llm=llm)
         if config.salmonn_checkpoint:
-            from .salmonn_checkpoint import load_salmonn_checkpoint
+            from abhinaya.weights.salmonn_checkpoint import load_salmonn_checkpoint
 
             report = load_salmonn_checkpoint(model, config.salmonn_checkpoint)
             if log is not None:
@@ -559,7 +559,7 @@ class SpeechLLM(nn.Module):
     ) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; the connector (LayerNorms, Q-Former, projection) at ``connector_lr`` (default
         ``lr``); pooling and head at ``lr``; biases and norms without weight decay."""
-        from .llm import lora_param_groups
+        from abhinaya.models.llm import lora_param_groups
 
         groups = lora_param_groups(self, self.llm, lora_lr, lr, weight_decay, name="head")
         parts = (self.ln_speech, getattr(self, "ln_audio", None), self.qformer, self.proj)

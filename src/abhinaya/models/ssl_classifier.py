@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from abhinaya.models.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
-from abhinaya.models.spec_augment import SpecAugmentConfig, spec_augment
-from abhinaya.models.standardize import HEAD_NORMS, build_head_norm
+from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.nn.spec_augment import SpecAugmentConfig, spec_augment
+from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
 
 __all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel", "whisper_frontend"]
 
@@ -62,7 +62,7 @@ class SSLClassifierConfig:
 
     Attributes:
         encoder: model name or local folder of the pretrained encoder; :meth:`SSLClassifier.from_pretrained_encoder`
-            resolves it with ``abhinaya.models.cache.resolve_model_path``.
+            resolves it with ``abhinaya.weights.cache.resolve_model_path``.
         encoder_type: transformers ``model_type`` of the encoder ("whisper", "wavlm", "wav2vec2", "hubert");
             taken from ``encoder_config["model_type"]`` when omitted.
         encoder_config: keyword arguments of a transformers config; the constructor builds a random-weight encoder
@@ -338,7 +338,7 @@ class SSLClassifier(nn.Module):
         """
         from transformers import AutoConfig, AutoModel, WhisperModel
 
-        from abhinaya.models.cache import resolve_model_path
+        from abhinaya.weights.cache import resolve_model_path
 
         path = resolve_model_path(config.encoder)
         hf_config = AutoConfig.from_pretrained(path, local_files_only=True)

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .pooling import AttentiveStatisticsPooling, MeanStdPooling
-from .standardize import HEAD_NORMS, build_head_norm
+from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling
+from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
 
 POOLINGS = ("attentive", "mean_std")
 
@@ -49,7 +49,7 @@ class LLMTextClassifierConfig:
         head_hidden: hidden size of the MLP head; dropout: its dropout.
         head_norm: normalisation of the pooled vector at the head's input: "layer" (LayerNorm over the vector),
             "running" (each dimension standardised with running statistics of the training data) or "batch"
-            (BatchNorm); see ``abhinaya.models.standardize``. An LLM's hidden states have a few huge dimensions that
+            (BatchNorm); see ``abhinaya.nn.standardize``. An LLM's hidden states have a few huge dimensions that
             are nearly the same for every input, which a LayerNorm lets dominate the vector's scale.
         cache_frozen: keep the output of the frozen layers per distinct input (exact; memory: tokens x hidden x 4 B).
         num_labels: number of classes.
@@ -136,7 +136,7 @@ class LLMTextClassifier(nn.Module):
         adapted = run if config.lora_layers is None else min(config.lora_layers, run)
         self.num_layers = run
         self.first_adapted = run - adapted  # layers [0, first_adapted) are frozen
-        from .llm import add_lora
+        from abhinaya.models.llm import add_lora
 
         add_lora(
             self.llm,
@@ -166,7 +166,7 @@ class LLMTextClassifier(nn.Module):
     def from_pretrained_llm(cls, config: LLMTextClassifierConfig) -> "LLMTextClassifier":
         """Build around the pretrained LM named by ``config.llm`` (local files only).
         The returned model's ``config.llm_config`` records the architecture."""
-        from .llm import load_causal_lm
+        from abhinaya.models.llm import load_causal_lm
 
         base = load_causal_lm(config.llm, base_only=True)
         resolved = dataclasses.replace(config, llm_config=_config_dict(base.config))
@@ -260,7 +260,7 @@ class LLMTextClassifier(nn.Module):
 
     def param_groups(self, lora_lr: float, head_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; pooling and head at ``head_lr`` (matrices decayed, vectors not)."""
-        from .llm import lora_param_groups
+        from abhinaya.models.llm import lora_param_groups
 
         return lora_param_groups(self, self.llm, lora_lr, head_lr, weight_decay, name="head")
 

@@ -1,0 +1,1 @@
+"""Speech recognition: transcripts for the text members (Whisper through transformers or CTranslate2)."""

@@ -1,0 +1,1 @@
+"""Datasets and batching: audio and text datasets, length-bucketed batches, the utterances of a recipe."""

@@ -1,0 +1,1 @@
+"""Metrics, evaluation against a manifest, ensembles of prediction tables, plots."""

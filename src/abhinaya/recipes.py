@@ -1,0 +1,354 @@
+"""Recipes: the typed configs every member shares and their YAML mapping.
+
+``Recipe`` holds the sections every recipe has (data, loss, train, predict); members subclass it with their
+own model sections.
+
+Each component has one dataclass, the only place its defaults live. A recipe
+is plain data: ``from_dict`` maps it onto the dataclass tree, refusing unknown
+keys and values of the wrong type with the dotted path of the offending key.
+Overrides are ``dotted.key=value`` strings whose value is parsed as YAML
+(``optim.lr=1e-5``, ``data.dev_speakers=[19,20]``). No objects are built from
+YAML, nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar, Union
+
+import yaml
+
+from abhinaya.nn.losses import LossConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the configuration classes."""
+
+
+def _is_optional(tp) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return True, (args[0] if len(args) == 1 else Union[tuple(args)])
+    return False, tp
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    optional, inner = _is_optional(tp)
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise ConfigError(f"{where}: may not be null")
+    tp = inner
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        args = typing.get_args(tp)
+        value_tp = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if typing.get_origin(tp) is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass ``cls`` from a (nested) mapping; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"{where or cls.__name__} accepts: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _convert(value, hints[name], key)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or cls.__name__}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data form of a config (dataclasses -> dicts, tuples -> lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (["a", "b"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    """A copy of ``data`` with each dotted override set (validation happens
+    when the result is mapped onto the dataclasses)."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping at the top level")
+    return data
+
+
+def write_yaml(path: str | Path, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(data), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# --- the sections every recipe has -------------------------------------------------------------
+
+SCHEDULES = ("linear", "cosine", "constant")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+    epochs: passes over the training split.
+    batch_size: utterances per step and process; the effective batch is
+        batch_size * grad_accum * processes.
+    grad_accum: gradient accumulation steps.
+    encoder_lr / head_lr: learning rates of the pretrained part and of the new
+        parts (pooling, head); members decide which parameter is which.
+    weight_decay: AdamW weight decay.
+    warmup_ratio: share of optimizer steps with linear warm-up.
+    schedule: linear / cosine decay after warm-up, or constant.
+    max_grad_norm: gradient clipping (0 = off).
+    mixed_precision: auto (bf16 on GPUs that have it, else fp16 on GPUs, none on CPU), no, fp16, bf16.
+    seed: seeds Python, numpy, torch and the data order.
+    patience: stop after this many epochs without a better dev score (0 = never).
+    selection_metric: dev metric for model selection (macro_f1, ua, wa, weighted_f1).
+    keep: the weights the run keeps: "best" (the epoch with the best dev score), "last" (the final epoch; dev
+        is still scored and logged every epoch, and ``patience`` still stops on it) or "average" (the mean of
+        the weights at the ends of the last ``average_epochs`` epochs, a uniform stochastic weight average; dev is
+        scored on each epoch and once more on the average). With a learning rate that decays to zero and a small
+        dev set, the last epoch or the average can be the steadier choice (BENCHMARKS.md, S1 and S2).
+    average_epochs: how many final epochs ``keep: average`` averages. If ``patience`` stops the run before that
+        window, the last epoch is kept.
+    probe_epochs: epochs at the start in which only the new parts (the groups whose name starts with "head":
+        pooling, head) train and the pretrained part stays as loaded; it joins afterwards with its own warm-up and
+        decay over the remaining steps. Linear probing, then fine-tuning (Kumar et al., 2022): a random head's first
+        gradients do not reach, and distort, the pretrained features. 0 = everything trains from the start.
+    balanced_dev: select on a class-balanced subset of dev (ABHINAYA: 326 per class).
+    balanced_dev_per_class: utterances per class in that subset (default: the rarest class's count).
+    eval_batch_size: batch size for dev and prediction (default: 2 * batch_size).
+    bucket_multiplier: length bucketing: batches are formed within random pools of batch_size * this.
+    checkpoint_every: also checkpoint every this many optimizer steps within an epoch (0 = epoch ends only).
+    num_workers: data-loader worker processes.
+    threads: torch CPU threads (0 = torch's default).
+    progress: show progress bars.
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 1
+    encoder_lr: float = 3e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    seed: int = 0
+    patience: int = 0
+    selection_metric: str = "macro_f1"
+    keep: str = "best"
+    average_epochs: int = 3
+    probe_epochs: int = 0
+    balanced_dev: bool = False
+    balanced_dev_per_class: int | None = None
+    eval_batch_size: int | None = None
+    bucket_multiplier: int = 50
+    checkpoint_every: int = 0
+    num_workers: int = 0
+    threads: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.selection_metric not in ("macro_f1", "ua", "wa", "weighted_f1"):
+            raise ValueError(f"selection_metric must be macro_f1, ua, wa or weighted_f1, got {self.selection_metric!r}")
+        if self.keep not in ("best", "last", "average"):
+            raise ValueError(f"keep must be best, last or average, got {self.keep!r}")
+        if self.keep == "average" and not 1 <= self.average_epochs <= self.epochs:
+            raise ValueError(f"average_epochs must be between 1 and epochs ({self.epochs}), got {self.average_epochs}")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.probe_epochs < self.epochs:
+            raise ValueError(f"probe_epochs must be at least 0 and less than epochs ({self.epochs}), got {self.probe_epochs}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+
+
+@dataclass
+class PredictConfig:
+    """How a trained member predicts (dev scoring during training and ``abhinaya predict`` alike).
+
+    Attributes:
+    speaker_norm: per-speaker normalisation of the pooled vector at the head's input. Every speaker's pooled vectors
+        are moved so that their mean becomes the training mean (``v - mean_speaker + mean_train``) before the head:
+        what is the same in all of a speaker's utterances (voice, microphone, room) is removed, what differs between
+        them (the emotion) stays. It uses the speaker's unlabelled utterances only, never a label. The speaker is the
+        manifest's ``speaker`` field; for an audio file, the speaker its name carries (RAVDESS, EmoDB), else the folder
+        it was found in. Utterances without a
+        speaker use the training mean (no change). It assumes a speaker's utterances show more than one emotion:
+        switch it off where a speaker (or folder) holds one emotion only. Members with a pooled vector and a running
+        mean at the head (S1 with ``model.head_norm``) support it.
+    speaker_norm_prior: how many utterances the training mean counts as in each speaker's mean (shrinkage): a
+        speaker with ``n`` utterances is moved by ``n / (n + prior)`` of the way, so a speaker with one or two
+        utterances barely moves and one with 60 nearly fully. 0 = the speaker's own mean alone.
+    """
+
+    speaker_norm: bool = False
+    speaker_norm_prior: float = 10.0
+
+    def __post_init__(self):
+        if self.speaker_norm_prior < 0:
+            raise ValueError(f"speaker_norm_prior must be >= 0, got {self.speaker_norm_prior}")
+
+
+@dataclass
+class DataConfig:
+    """Where the utterances of an experiment come from.
+
+    Attributes:
+        corpus: layout of ``root`` (a preparer name: ravdess, emodb, msp-podcast, meld, csv).
+        root: corpus folder; the manifest is prepared from it when ``manifest`` is not given.
+        manifest: a prepared JSONL manifest (overrides ``root``).
+        train_split / dev_split: split names used for training and model selection.
+        dev_speakers / test_speakers: speakers moved to dev / test (never trained on).
+        labels: class order of the model; default: the corpus's label set, else the training labels.
+        drop_labels: classes left out of the experiment (their utterances are ignored).
+    """
+
+    corpus: str | None = None
+    root: str | None = None
+    manifest: str | None = None
+    train_split: str = "train"
+    dev_split: str = "dev"
+    dev_speakers: list[str] = field(default_factory=list)
+    test_speakers: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
+    drop_labels: list[str] = field(default_factory=list)
+
+
+
+@dataclass
+class Recipe:
+    """Sections every recipe has; members subclass it with their own."""
+
+    member: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+
+

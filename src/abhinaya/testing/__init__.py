@@ -1,0 +1,1 @@
+"""Miniature corpora and tiny random-weight models for tests and the demo."""
