@@ -63,9 +63,9 @@ def frozen_features(utterances, cache: Path, encoder: str = "whisper-base") -> d
     from tqdm import tqdm
 
     from abhinaya.data.audio import AudioDataset, collate_audio
-    from abhinaya.nn.pooling import MeanStdPooling
-    from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
     from abhinaya.data.audio import LengthBucketSampler as Sampler
+    from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+    from abhinaya.nn.pooling import MeanStdPooling
 
     model = SSLClassifier.from_pretrained_encoder(SSLClassifierConfig(encoder=encoder, freeze="encoder")).eval()
     dataset = AudioDataset(utterances, None, train=False)

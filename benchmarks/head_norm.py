@@ -74,8 +74,8 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from abhinaya.labels import CORPUS_LABEL_SETS
     from abhinaya.evaluation.metrics import classification_report
+    from abhinaya.labels import CORPUS_LABEL_SETS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -89,11 +89,11 @@ def main() -> None:
         parser.error(f"--data {args.data}: no such folder")
     embedder = _embedder_folder(args.embedder)
 
-    from abhinaya.models.baselines import EmbeddingTextBaseline, TextBaseline
     from abhinaya.corpora import prepare_corpus
-    from abhinaya.predict.inputs import predict_utterances
     from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
     from abhinaya.manifest import read_manifest
+    from abhinaya.models.baselines import EmbeddingTextBaseline, TextBaseline
+    from abhinaya.predict.inputs import predict_utterances
     from abhinaya.predictions import table_from_probs, write_predictions
     from abhinaya.runs import load_run
 

@@ -39,8 +39,8 @@ def _model(run: str | None):
 
         loaded = load_run(run)
         return loaded.model, loaded.member
-    from abhinaya.members.s1 import S1Member, S1Recipe
     from abhinaya.labels import CORPUS_LABEL_SETS
+    from abhinaya.members.s1 import S1Member, S1Recipe
 
     recipe = S1Recipe()
     member = S1Member(recipe)
@@ -49,7 +49,6 @@ def _model(run: str | None):
 
 
 def run_method(method: str, data: str, run: str | None, num: int, batch_size: int) -> dict:
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -60,7 +59,7 @@ def run_method(method: str, data: str, run: str | None, num: int, batch_size: in
     audio_seconds = sum(u.duration for u in utts)
     start = time.perf_counter()
     if method == "ours":
-        from abhinaya.train.loop import predict_probabilities
+        from abhinaya.predict.engine import predict_probabilities
 
         dataset = member.dataset(utts, None, train=False)
         ids, probs = predict_probabilities(member, model, dataset, batch_size, progress=False)

@@ -41,9 +41,9 @@ def fold_scores(
     sizes: list[int] = (),
 ) -> dict:
     from abhinaya.manifest import read_manifest
-    from abhinaya.runs import load_run
-    from abhinaya.train.loop import classify_pooled, predict_pooled
+    from abhinaya.predict.engine import classify_pooled, predict_pooled
     from abhinaya.recipes import PredictConfig
+    from abhinaya.runs import load_run
 
     run = load_run(run_dir)
     labels = list(run.label_set)

@@ -46,10 +46,10 @@ def main() -> None:
     from tqdm import tqdm
 
     from abhinaya.corpora import prepare_corpus
+    from abhinaya.corpora.splits import sorted_speakers, speaker_folds
     from abhinaya.labels import CORPUS_LABEL_SETS
     from abhinaya.members import get_member
     from abhinaya.runs import load_recipe
-    from abhinaya.corpora.splits import sorted_speakers, speaker_folds
 
     torch.manual_seed(0)
     layers = [int(x) for x in args.llm_layers.split(",")]

@@ -79,9 +79,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from abhinaya.corpora import PREPARERS
-    from abhinaya.labels import CORPUS_LABEL_SETS
-    from abhinaya.members.t1 import T1Config, T1Member, T1Recipe, TranscriptDataset, ZeroShotLM
     from abhinaya.evaluation.metrics import classification_report
+    from abhinaya.labels import CORPUS_LABEL_SETS
+    from abhinaya.members.t1 import (
+        T1Config,
+        T1Member,
+        T1Recipe,
+        TranscriptDataset,
+        ZeroShotLM,
+    )
     from abhinaya.models.llm import load_causal_lm, load_tokenizer
 
     if args.threads:

@@ -74,7 +74,12 @@ def parse_backend(spec: str) -> tuple[str, str | None]:
 
 
 def run_one(utterances, references, backend: str, compute_type: str | None, language: str | None, args) -> dict:
-    from abhinaya.asr.transcribe import TranscriptionConfig, load_transcriber, transcribe_utterances, word_error_rate
+    from abhinaya.asr.transcribe import (
+        TranscriptionConfig,
+        load_transcriber,
+        transcribe_utterances,
+        word_error_rate,
+    )
 
     options = dict(model=args.model, backend=backend, language=language, batch_size=args.batch_size, device="cpu")
     if compute_type:

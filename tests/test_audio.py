@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from abhinaya.audio import AudioError, audio_info, find_audio_files, load_audio, resample
+from abhinaya.audio import (
+    AudioError,
+    audio_info,
+    find_audio_files,
+    load_audio,
+    resample,
+)
 
 
 def _tone(rate, seconds=0.5, channels=1, freq=440.0):

@@ -87,8 +87,8 @@ def test_errors_are_one_line_naming_the_file(scored, capsys):
 
 
 def test_prepare_reports_bad_files_and_writes_the_rest(tmp_path, capsys):
-    from abhinaya.testing.dummies import make_dummy_ravdess
     from abhinaya.manifest import read_manifest
+    from abhinaya.testing.dummies import make_dummy_ravdess
 
     root = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2, 3))
     corrupt = next(root.rglob("*.wav"))

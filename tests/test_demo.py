@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from abhinaya import demo
-from abhinaya.recipes import to_dict
 from abhinaya.corpora import prepare_corpus
-from abhinaya.testing.dummies import make_dummy_meld, make_dummy_ravdess
 from abhinaya.corpora.ravdess import RAVDESS_STATEMENTS
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
+from abhinaya.recipes import to_dict
 from abhinaya.runs import load_recipe
+from abhinaya.testing.dummies import make_dummy_meld, make_dummy_ravdess
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

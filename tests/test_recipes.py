@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from abhinaya.cli import main
-from abhinaya.testing.dummies import make_dummy_msp_podcast, make_dummy_ravdess
 from abhinaya.runs import load_recipe
+from abhinaya.testing.dummies import make_dummy_msp_podcast, make_dummy_ravdess
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 FAST = ["train.epochs=1", "train.progress=false", "train.num_workers=0", "audio.train_crop_seconds=0.5"]
@@ -114,9 +114,9 @@ def test_msp_podcast_speech_llm_recipes_train_with_tiny_salmonn_parts(
 
     import torch
 
+    from abhinaya.models.speech_llm import SpeechLLM
     from abhinaya.nn.beats import BEATs, BEATsConfig
     from abhinaya.weights.salmonn_checkpoint import _ours_to_salmonn
-    from abhinaya.models.speech_llm import SpeechLLM
 
     config = BEATsConfig.tiny()
     torch.manual_seed(0)

@@ -2,7 +2,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from abhinaya.recipes import ConfigError, apply_overrides, from_dict, parse_override, read_yaml, to_dict, write_yaml
+from abhinaya.recipes import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    parse_override,
+    read_yaml,
+    to_dict,
+    write_yaml,
+)
 
 
 @dataclass

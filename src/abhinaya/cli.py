@@ -57,7 +57,11 @@ def cmd_prepare(args) -> int:
 
 # ----------------------------------------------------------------------------- transcribe
 def cmd_transcribe(args) -> int:
-    from abhinaya.asr.transcribe import TranscriptionConfig, TranscriptionError, transcribe_manifest
+    from abhinaya.asr.transcribe import (
+        TranscriptionConfig,
+        TranscriptionError,
+        transcribe_manifest,
+    )
 
     options = {
         "model": args.model,
@@ -123,8 +127,8 @@ def cmd_predict(args) -> int:
 # ----------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     from abhinaya.evaluation.evaluate import evaluate_predictions
-    from abhinaya.manifest import read_manifest
     from abhinaya.evaluation.plots import plot_confusion_matrix
+    from abhinaya.manifest import read_manifest
     from abhinaya.predictions import read_predictions
 
     table = read_predictions(args.predictions)
@@ -209,9 +213,9 @@ def cmd_not_built(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from abhinaya.asr.transcribe import BACKENDS, TranscriptionConfig
     from abhinaya.corpora import PREPARERS
     from abhinaya.demo import DEMO_S1_EPOCHS
-    from abhinaya.asr.transcribe import BACKENDS, TranscriptionConfig
 
     asr = TranscriptionConfig()  # the defaults shown in the help of transcribe
 

@@ -29,22 +29,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from abhinaya.models.baselines import ACOUSTIC_CLASSIFIERS, AcousticBaseline, FeatureCache, TextBaseline
 from abhinaya.corpora import prepare_corpus, summarize
-from abhinaya.testing import dummies
-from abhinaya.evaluation.ensemble import combine
-from abhinaya.evaluation.evaluate import evaluate_predictions
-from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
-from abhinaya.manifest import Utterance, read_manifest, split_utterances, write_manifest
-from abhinaya.evaluation.metrics import format_metrics_table
-from abhinaya.evaluation.plots import plot_confusion_matrix
-from abhinaya.predictions import PredictionTable, read_predictions, write_predictions
 from abhinaya.corpora.splits import (
     apply_speaker_split,
     check_speaker_independence,
     holdout_speakers,
     sorted_speakers,
 )
+from abhinaya.evaluation.ensemble import combine
+from abhinaya.evaluation.evaluate import evaluate_predictions
+from abhinaya.evaluation.metrics import format_metrics_table
+from abhinaya.evaluation.plots import plot_confusion_matrix
+from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
+from abhinaya.manifest import Utterance, read_manifest, split_utterances, write_manifest
+from abhinaya.models.baselines import (
+    ACOUSTIC_CLASSIFIERS,
+    AcousticBaseline,
+    FeatureCache,
+    TextBaseline,
+)
+from abhinaya.predictions import PredictionTable, read_predictions, write_predictions
+from abhinaya.testing import dummies
 
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
@@ -322,10 +327,9 @@ def _train_and_predict(recipe, name: str, outdir: Path, eval_split: str, log, pr
 def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
     """Fine-tune S1 briefly (a demo, not a recipe) and predict the evaluation split."""
     from abhinaya.data.audio import AudioConfig
-    from abhinaya.recipes import DataConfig
     from abhinaya.members.s1 import S1Recipe
     from abhinaya.models.ssl_classifier import SSLClassifierConfig
-    from abhinaya.recipes import PredictConfig, TrainConfig
+    from abhinaya.recipes import DataConfig, PredictConfig, TrainConfig
 
     encoder, _ = _whisper(outdir.parent, log, "S1")
     recipe = S1Recipe(
@@ -342,9 +346,8 @@ def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str,
 def _t1_recipe(manifest: Path, corpus: str, llm: str, progress: bool):
     """T1 as recipes/meld/t1.yaml (zero-shot, constrained scoring), calibrated
     on ``DEMO_T1_CALIBRATION`` training transcripts rather than 1000."""
-    from abhinaya.recipes import DataConfig
     from abhinaya.members.t1 import T1Config, T1Recipe
-    from abhinaya.recipes import TrainConfig
+    from abhinaya.recipes import DataConfig, TrainConfig
 
     label_words = T1_MELD_LABEL_WORDS if corpus == "meld" else {}
     return T1Recipe(
@@ -362,12 +365,11 @@ def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: i
     """T2 as recipes/meld/t2.yaml for ``epochs`` epochs. An LLM with fewer than
     the recipe's 24 layers (``llm_layers``) runs all of them, LoRA on the top 6
     (or all)."""
-    from abhinaya.recipes import DataConfig
-    from abhinaya.nn.losses import LossConfig
+    from abhinaya.data.text import TextConfig
     from abhinaya.members.t2 import T2Recipe
     from abhinaya.models.text_classifier import LLMTextClassifierConfig
-    from abhinaya.data.text import TextConfig
-    from abhinaya.recipes import TrainConfig
+    from abhinaya.nn.losses import LossConfig
+    from abhinaya.recipes import DataConfig, TrainConfig
 
     layer = min(24, llm_layers)
     return T2Recipe(
@@ -418,13 +420,12 @@ def _speech_llm_recipe(
     ``epochs`` epochs, running the first ``SPEECH_LLM_LAYERS[member]`` of the LLM's
     ``llm_layers`` layers (or all of a smaller LLM's), the frozen Whisper output
     cached in ``feature_cache``."""
-    from abhinaya.recipes import DataConfig
-    from abhinaya.nn.losses import LossConfig
     from abhinaya.members.s2 import S2Recipe, S2TrainConfig
-    from abhinaya.recipes import PredictConfig
     from abhinaya.members.st1 import ST1Recipe
-    from abhinaya.nn.qformer import WindowQFormerConfig
     from abhinaya.models.speech_llm import SpeechLLMConfig
+    from abhinaya.nn.losses import LossConfig
+    from abhinaya.nn.qformer import WindowQFormerConfig
+    from abhinaya.recipes import DataConfig, PredictConfig
 
     recipes = {
         "s2": (S2Recipe, LossConfig(name="weighted_focal", gamma=2.0)),
@@ -479,7 +480,11 @@ def _transcribe(
     ``outdir/transcripts.jsonl``; log some transcripts and, when the corpus has
     texts (RAVDESS: its two sentences), the word error rate against them.
     Returns ``(manifest, WER or None)``."""
-    from abhinaya.asr.transcribe import TranscriptionConfig, transcribe_manifest, word_error_rate
+    from abhinaya.asr.transcribe import (
+        TranscriptionConfig,
+        transcribe_manifest,
+        word_error_rate,
+    )
 
     candidates = [u for u in read_manifest(split_manifest) if u.split == eval_split and u.audio]
     if not candidates:

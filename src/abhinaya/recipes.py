@@ -14,9 +14,9 @@ YAML, nothing is evaluated.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TypeVar, Union
 

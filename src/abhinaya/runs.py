@@ -22,10 +22,16 @@ from typing import Any, Iterable
 
 import torch
 
-from abhinaya.weights.checkpoint import load_model_weights
-from abhinaya.recipes import ConfigError, apply_overrides, from_dict, read_yaml, write_yaml
 from abhinaya.labels import LabelSet
 from abhinaya.members import Member, Recipe, get_member
+from abhinaya.recipes import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    read_yaml,
+    write_yaml,
+)
+from abhinaya.weights.checkpoint import load_model_weights
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"

@@ -21,8 +21,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from abhinaya.cli import main
-from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.asr.transcribe import (
     TranscriptionConfig,
     TranscriptionError,
@@ -33,6 +31,8 @@ from abhinaya.asr.transcribe import (
     transcribe_utterances,
     word_error_rate,
 )
+from abhinaya.cli import main
+from abhinaya.manifest import Utterance, read_manifest, write_manifest
 
 RATE = 16_000
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,12 @@ import json
 import pytest
 
 from abhinaya.corpora import PREPARERS, PrepareError, prepare_corpus, summarize
-from abhinaya.testing.dummies import make_dummy_emodb, make_dummy_meld, make_dummy_ravdess
 from abhinaya.manifest import read_manifest
+from abhinaya.testing.dummies import (
+    make_dummy_emodb,
+    make_dummy_meld,
+    make_dummy_ravdess,
+)
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 
 from abhinaya.corpora import PrepareError, prepare_emodb
-from abhinaya.testing.dummies import make_dummy_emodb
 from abhinaya.corpora.emodb import EMODB_TEXTS, parse_emodb_name
 from abhinaya.labels import EMODB_LABELS
+from abhinaya.testing.dummies import make_dummy_emodb
 
 
 @pytest.fixture(scope="module")

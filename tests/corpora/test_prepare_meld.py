@@ -5,9 +5,9 @@ from collections import Counter
 import pytest
 
 from abhinaya.corpora import PrepareError, prepare_meld
-from abhinaya.testing.dummies import MELD_COLUMNS, make_dummy_meld
 from abhinaya.corpora.meld import fix_mojibake
 from abhinaya.labels import MELD_LABELS
+from abhinaya.testing.dummies import MELD_COLUMNS, make_dummy_meld
 
 
 @pytest.fixture(scope="module")

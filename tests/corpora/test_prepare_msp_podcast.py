@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 
 from abhinaya.corpora import PrepareError, prepare_msp_podcast
-from abhinaya.testing.dummies import MSP_PODCAST_COLUMNS, make_dummy_msp_podcast
 from abhinaya.labels import MSP_PODCAST_LABELS
+from abhinaya.testing.dummies import MSP_PODCAST_COLUMNS, make_dummy_msp_podcast
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 
 from abhinaya.corpora import PrepareError, prepare_ravdess
-from abhinaya.testing.dummies import make_dummy_ravdess
 from abhinaya.corpora.ravdess import parse_ravdess_name
 from abhinaya.labels import RAVDESS_LABELS
+from abhinaya.testing.dummies import make_dummy_ravdess
 
 
 @pytest.fixture(scope="module")

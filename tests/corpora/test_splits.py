@@ -1,6 +1,5 @@
 import pytest
 
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.splits import (
     apply_speaker_split,
     check_speaker_independence,
@@ -8,6 +7,7 @@ from abhinaya.corpora.splits import (
     sorted_speakers,
     speaker_folds,
 )
+from abhinaya.manifest import Utterance
 
 ACTORS = [f"{i:02d}" for i in range(1, 21)]
 

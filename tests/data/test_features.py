@@ -1,6 +1,10 @@
 import numpy as np
 
-from abhinaya.data.features import log_mel_spectrogram, mel_filterbank, utterance_statistics
+from abhinaya.data.features import (
+    log_mel_spectrogram,
+    mel_filterbank,
+    utterance_statistics,
+)
 
 
 def test_mel_filterbank_shape_and_coverage():

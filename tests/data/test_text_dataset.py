@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from abhinaya.data.text import TextConfig, TextDataset, TextError, collate_text
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
-from abhinaya.data.text import TextConfig, TextDataset, TextError, collate_text
 
 
 @pytest.fixture(scope="module")

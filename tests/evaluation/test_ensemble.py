@@ -13,7 +13,12 @@ from abhinaya.evaluation.ensemble import (
     weighted_vote,
 )
 from abhinaya.labels import LabelSet
-from abhinaya.predictions import PredictionError, PredictionTable, read_predictions, write_predictions
+from abhinaya.predictions import (
+    PredictionError,
+    PredictionTable,
+    read_predictions,
+    write_predictions,
+)
 
 MEMBERS = ("s1", "s2", "t1", "t2", "st1")
 

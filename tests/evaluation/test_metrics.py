@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from abhinaya.evaluation.metrics import classification_report, confusion_matrix, format_metrics_table
+from abhinaya.evaluation.metrics import (
+    classification_report,
+    confusion_matrix,
+    format_metrics_table,
+)
 
 LABELS = ["angry", "sad", "happy", "neutral", "fear"]
 

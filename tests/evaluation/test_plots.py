@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from abhinaya.evaluation.plots import plot_confusion_matrix, plot_fold_scores, plot_training_curves
+from abhinaya.evaluation.plots import (
+    plot_confusion_matrix,
+    plot_fold_scores,
+    plot_training_curves,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import yaml
 
-from abhinaya.weights.checkpoint import load_tensors
 from abhinaya.cli import main
-from abhinaya.testing.dummies import make_dummy_ravdess
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_run, recipe_from_dict
+from abhinaya.testing.dummies import make_dummy_ravdess
+from abhinaya.weights.checkpoint import load_tensors
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
     got = read_predictions(normed)
     assert got.ids == table.ids and np.abs(np.asarray(got.probs) - np.asarray(table.probs)).max() > 1e-4
     with torch.inference_mode():
-        from abhinaya.train.loop import predict_pooled
+        from abhinaya.predict.engine import predict_pooled
 
         _, everything = predict_pooled(loaded.member, loaded.model, dataset, 8, progress=False)
         shifted = speaker_shift(torch.from_numpy(everything), [u.speaker for u in dataset.utterances],

@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from abhinaya.weights.checkpoint import load_model_weights, save_tensors
-from abhinaya.recipes import ConfigError, from_dict
 from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
-from abhinaya.models.chat_endpoint import ChatCompletionsClient, EndpointError, chat_completions_url
 from abhinaya.manifest import Utterance
 from abhinaya.members.t1 import (
     UNCHOSEN_LOGIT,
@@ -27,7 +24,14 @@ from abhinaya.members.t1 import (
     ZeroShotLM,
     map_reply_to_label,
 )
+from abhinaya.models.chat_endpoint import (
+    ChatCompletionsClient,
+    EndpointError,
+    chat_completions_url,
+)
+from abhinaya.recipes import ConfigError, from_dict
 from abhinaya.runs import load_recipe
+from abhinaya.weights.checkpoint import load_model_weights, save_tensors
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 MELD = CORPUS_LABEL_SETS["meld"]
@@ -454,13 +458,13 @@ def test_msp_recipe_is_the_paper_setting(monkeypatch):
 
 
 def test_train_load_run_and_predict(tmp_path, tiny_llama_dir, capsys):
-    from abhinaya.weights.checkpoint import load_tensors
     from abhinaya.cli import main
-    from abhinaya.testing.dummies import make_dummy_meld
     from abhinaya.manifest import read_manifest, write_manifest
     from abhinaya.predictions import read_predictions
     from abhinaya.runs import load_run
+    from abhinaya.testing.dummies import make_dummy_meld
     from abhinaya.train.loop import train
+    from abhinaya.weights.checkpoint import load_tensors
 
     root = make_dummy_meld(tmp_path / "meld", train_dialogues=4, dev_dialogues=2)
     recipe = load_recipe(

@@ -5,12 +5,12 @@ import json
 import pytest
 import yaml
 
-from abhinaya.weights.checkpoint import load_tensors
 from abhinaya.cli import main
-from abhinaya.testing.dummies import make_dummy_meld
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_recipe, load_run
+from abhinaya.testing.dummies import make_dummy_meld
+from abhinaya.weights.checkpoint import load_tensors
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from abhinaya.models.baselines import EmbeddingTextBaseline, TextBaseline
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
+from abhinaya.models.baselines import EmbeddingTextBaseline, TextBaseline
 
 WORDS = ["great", "lovely", "joy", "smile", "awful", "hate", "furious", "shout", "the", "day", "was", "so", "a"]
 

@@ -17,7 +17,12 @@ transformers = pytest.importorskip("transformers")
 gguf = pytest.importorskip("gguf")
 
 from abhinaya.models import llm
-from abhinaya.weights.cache import COMPLETE_MARKER, ModelNotAvailableError, is_complete, resolve_model_path
+from abhinaya.weights.cache import (
+    COMPLETE_MARKER,
+    ModelNotAvailableError,
+    is_complete,
+    resolve_model_path,
+)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from abhinaya.nn.qformer import WindowQFormerConfig
 from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
+from abhinaya.nn.qformer import WindowQFormerConfig
 from abhinaya.nn.standardize import BatchStandardize, RunningStandardize
 from tests.conftest import TINY_LLAMA, TINY_WHISPER
 
@@ -194,7 +194,10 @@ def test_an_official_salmonn_checkpoint_loads_every_key(tmp_path):
     """A checkpoint in SALMONN's saved layout (official key names, the buffers its saver keeps) fills every
     SALMONN part of the real model: LayerNorms, Q-Former, projection and LoRA."""
     from abhinaya.nn.beats import BEATsConfig
-    from abhinaya.weights.salmonn_checkpoint import _ours_to_salmonn, load_salmonn_checkpoint
+    from abhinaya.weights.salmonn_checkpoint import (
+        _ours_to_salmonn,
+        load_salmonn_checkpoint,
+    )
 
     model = tiny_model(beats_config=dataclasses.asdict(BEATsConfig.tiny()))
     generator = torch.Generator().manual_seed(3)

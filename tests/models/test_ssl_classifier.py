@@ -5,11 +5,10 @@ import types
 import numpy as np
 import pytest
 import torch
-
-from abhinaya.nn.spec_augment import SpecAugmentConfig
-from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
-
 from conftest import TINY_WAVLM, TINY_WHISPER
+
+from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
+from abhinaya.nn.spec_augment import SpecAugmentConfig
 
 WHISPER_TINY = {"model_type": "whisper", **TINY_WHISPER, "begin_suppress_tokens": None}
 # Layer-normalised CNN and stable layer norm: the WavLM variant that takes an attention mask (as WavLM-Large).

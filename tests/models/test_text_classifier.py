@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from abhinaya.models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig, _config_dict
+from abhinaya.models.text_classifier import (
+    LLMTextClassifier,
+    LLMTextClassifierConfig,
+    _config_dict,
+)
 
 
 def make_model(tiny_llama_dir, **overrides) -> LLMTextClassifier:
@@ -153,8 +157,8 @@ def test_bad_settings_are_clear_errors(tiny_llama_dir):
 
 
 def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
-    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
     from abhinaya.nn.standardize import RunningStandardize
+    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
 
     model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
     assert isinstance(model.head[0], RunningStandardize)

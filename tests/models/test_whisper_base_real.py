@@ -39,7 +39,10 @@ def _installed(name: str) -> bool:
 def prepared(tmp_path_factory):
     pytest.importorskip("transformers")
     pytest.importorskip("ctranslate2")
-    from abhinaya.weights.whisper_conversion import WHISPER_BASE_PACKAGES, prepare_whisper_base
+    from abhinaya.weights.whisper_conversion import (
+        WHISPER_BASE_PACKAGES,
+        prepare_whisper_base,
+    )
 
     missing = [name for name in WHISPER_BASE_PACKAGES if not _installed(name)]
     if missing:

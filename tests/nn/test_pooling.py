@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.nn.pooling import (
+    AttentiveStatisticsPooling,
+    MeanStdPooling,
+    lengths_to_mask,
+)
 
 
 def trained_attentive(dim: int, attention_dim: int = 8) -> AttentiveStatisticsPooling:

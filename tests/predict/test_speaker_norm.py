@@ -6,16 +6,16 @@ import pytest
 import torch
 import yaml
 
-from abhinaya.train import loop as training
 from abhinaya.cli import main
 from abhinaya.corpora import speaker_from_file_name
-from abhinaya.testing.dummies import make_dummy_ravdess
-from abhinaya.predict.inputs import gather_inputs
 from abhinaya.manifest import read_manifest
-from abhinaya.predictions import read_predictions
-from abhinaya.runs import load_recipe, load_run
+from abhinaya.predict.inputs import gather_inputs
 from abhinaya.predict.speaker_norm import speaker_counts, speaker_shift
+from abhinaya.predictions import read_predictions
 from abhinaya.recipes import PredictConfig
+from abhinaya.runs import load_recipe, load_run
+from abhinaya.testing.dummies import make_dummy_ravdess
+from abhinaya.train import loop as training
 
 
 def test_without_shrinkage_every_speaker_mean_becomes_the_reference():

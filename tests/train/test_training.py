@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from abhinaya.train import loop as training
 from abhinaya.cli import main
-from abhinaya.testing.dummies import make_dummy_ravdess
 from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_recipe
+from abhinaya.testing.dummies import make_dummy_ravdess
+from abhinaya.train import loop as training
 from abhinaya.train.loop import balanced_subset, lr_multiplier
 
 

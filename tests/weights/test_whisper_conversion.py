@@ -20,11 +20,13 @@ import torch
 pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor  # noqa: E402
+from transformers import (  # noqa: E402
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
 
-from abhinaya.weights import cache
-from abhinaya.weights import registry
-from abhinaya.weights import whisper_conversion
+from abhinaya.weights import cache, registry, whisper_conversion
 from abhinaya.weights.ctranslate2_format import (
     CTranslate2FormatError,
     read_ctranslate2_model,

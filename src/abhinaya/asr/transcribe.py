@@ -205,7 +205,10 @@ def _default_device() -> str:
 
 def _language_code(language: str) -> str:
     """``"en"``, ``"english"`` or ``"<|en|>"`` -> ``"en"``."""
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+    from transformers.models.whisper.tokenization_whisper import (
+        LANGUAGES,
+        TO_LANGUAGE_CODE,
+    )
 
     language = language.strip().lower()
     if language.startswith("<|") and language.endswith("|>"):

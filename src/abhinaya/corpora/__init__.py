@@ -17,14 +17,19 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from abhinaya.labels import CANONICAL_LABELS
-from abhinaya.manifest import validate_manifest, write_manifest
-from abhinaya.corpora.common import PrepareError, PrepareResult, assign_splits, check_audio_file
+from abhinaya.corpora.common import (
+    PrepareError,
+    PrepareResult,
+    assign_splits,
+    check_audio_file,
+)
 from abhinaya.corpora.emodb import parse_emodb_name, prepare_emodb
 from abhinaya.corpora.generic_csv import prepare_csv
 from abhinaya.corpora.meld import prepare_meld
 from abhinaya.corpora.msp_podcast import prepare_msp_podcast
 from abhinaya.corpora.ravdess import parse_ravdess_name, prepare_ravdess
+from abhinaya.labels import CANONICAL_LABELS
+from abhinaya.manifest import validate_manifest, write_manifest
 
 PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "msp-podcast": prepare_msp_podcast,

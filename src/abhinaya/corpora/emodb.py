@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from abhinaya.labels import EMODB_CODES
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.common import (
     PrepareResult,
     assign_splits,
@@ -25,6 +23,8 @@ from abhinaya.corpora.common import (
     list_audio_files,
     require_source,
 )
+from abhinaya.labels import EMODB_CODES
+from abhinaya.manifest import Utterance
 
 EMODB_TEXTS: dict[str, str] = {
     "a01": "Der Lappen liegt auf dem Eisschrank.",

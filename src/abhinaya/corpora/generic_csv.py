@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from abhinaya.labels import canonical_label
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.common import (
     PrepareError,
     PrepareResult,
@@ -25,6 +23,8 @@ from abhinaya.corpora.common import (
     check_utterance_audio,
     require_source,
 )
+from abhinaya.labels import canonical_label
+from abhinaya.manifest import Utterance
 
 CSV_COLUMNS: tuple[str, ...] = ("path", "label", "speaker", "split", "text", "gender")
 _GENDERS = {"m": "male", "male": "male", "f": "female", "female": "female"}

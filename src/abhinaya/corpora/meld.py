@@ -21,8 +21,6 @@ import csv
 import io
 from pathlib import Path
 
-from abhinaya.labels import MELD_NAMES
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.common import (
     PrepareError,
     PrepareResult,
@@ -31,6 +29,8 @@ from abhinaya.corpora.common import (
     check_split_options,
     require_source,
 )
+from abhinaya.labels import MELD_NAMES
+from abhinaya.manifest import Utterance
 
 MELD_FILES: dict[str, str] = {
     "train_sent_emo.csv": "train",

@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 
 from abhinaya.audio import AUDIO_EXTENSIONS
-from abhinaya.labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.common import (
     PrepareError,
     PrepareResult,
@@ -36,6 +34,8 @@ from abhinaya.corpora.common import (
     check_utterance_audio,
     require_source,
 )
+from abhinaya.labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES
+from abhinaya.manifest import Utterance
 
 MSP_PODCAST_SPLITS: dict[str, str] = {
     "train": "train",

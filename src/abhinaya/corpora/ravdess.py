@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from abhinaya.labels import RAVDESS_CODES
-from abhinaya.manifest import Utterance
 from abhinaya.corpora.common import (
     PrepareResult,
     assign_splits,
@@ -28,6 +26,8 @@ from abhinaya.corpora.common import (
     list_audio_files,
     require_source,
 )
+from abhinaya.labels import RAVDESS_CODES
+from abhinaya.manifest import Utterance
 
 RAVDESS_STATEMENTS: dict[str, str] = {
     "01": "Kids are talking by the door",

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from abhinaya.recipes import DataConfig
+from abhinaya.corpora.splits import apply_speaker_split
 from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
 from abhinaya.manifest import Utterance, read_manifest
-from abhinaya.corpora.splits import apply_speaker_split
+from abhinaya.recipes import DataConfig
 
 
 def load_experiment_utterances(config: DataConfig, workdir: str | Path, log=print) -> list[Utterance]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from abhinaya.evaluation.metrics import classification_report
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
-from abhinaya.evaluation.metrics import classification_report
 from abhinaya.predictions import PredictionError, PredictionTable
 
 

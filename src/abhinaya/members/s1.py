@@ -17,8 +17,8 @@ import torch
 from abhinaya.data.audio import AudioConfig, AudioDataset, collate_audio
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
-from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
 from abhinaya.members.base import Member, unwrap
+from abhinaya.models.ssl_classifier import SSLClassifier, SSLClassifierConfig
 from abhinaya.recipes import Recipe
 
 

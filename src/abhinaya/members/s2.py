@@ -17,14 +17,13 @@ from typing import Any, Sequence
 import torch
 
 from abhinaya.data.audio import AudioConfig, AudioDataset, collate_audio
-from abhinaya.labels import LabelSet
-from abhinaya.nn.losses import LossConfig
-from abhinaya.manifest import Utterance
-from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
 from abhinaya.data.text import transcript_of
-from abhinaya.recipes import TrainConfig
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
 from abhinaya.members.base import Member, unwrap
-from abhinaya.recipes import Recipe
+from abhinaya.models.speech_llm import SpeechLLM, SpeechLLMConfig
+from abhinaya.nn.losses import LossConfig
+from abhinaya.recipes import Recipe, TrainConfig
 
 SPEECH_PLACEHOLDER = "<SpeechHere>"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from abhinaya.nn.losses import LossConfig
 from abhinaya.members.s2 import PromptConfig, S2Member, S2Recipe
+from abhinaya.nn.losses import LossConfig
 
 
 def _transcript_prompt() -> PromptConfig:

@@ -35,9 +35,9 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from abhinaya.data.text import TextError, transcript_of
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
-from abhinaya.data.text import TextError, transcript_of
 from abhinaya.members.base import Member
 from abhinaya.recipes import Recipe
 

@@ -16,12 +16,12 @@ from typing import Any, Sequence
 
 import torch
 
-from abhinaya.labels import LabelSet
-from abhinaya.nn.losses import LossConfig
-from abhinaya.manifest import Utterance
-from abhinaya.models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
 from abhinaya.data.text import TextConfig, TextDataset, collate_text
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
 from abhinaya.members.base import Member
+from abhinaya.models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
+from abhinaya.nn.losses import LossConfig
 from abhinaya.recipes import Recipe
 
 

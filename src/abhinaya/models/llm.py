@@ -30,11 +30,11 @@ from abhinaya.weights.cache import (
     COMPLETE_MARKER,
     ModelNotAvailableError,
     is_complete,
+    make_readable,
     model_cache_dir,
     publish_dir,
     resolve_model_path,
     staging_dir_for,
-    make_readable,
 )
 
 SMOLLM2_NAME = "smollm2"

@@ -31,11 +31,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from abhinaya.weights.feature_cache import EncoderFeatureCache, audio_key, encoder_key
-from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.models.ssl_classifier import (
+    WhisperLogMel,
+    build_encoder,
+    whisper_frontend,
+)
+from abhinaya.nn.pooling import (
+    AttentiveStatisticsPooling,
+    MeanStdPooling,
+    lengths_to_mask,
+)
 from abhinaya.nn.qformer import WindowQFormer, WindowQFormerConfig
 from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
-from abhinaya.models.ssl_classifier import WhisperLogMel, build_encoder, whisper_frontend
+from abhinaya.weights.feature_cache import EncoderFeatureCache, audio_key, encoder_key
 
 __all__ = ["SpeechLLM", "SpeechLLMConfig"]
 
@@ -259,9 +267,9 @@ class SpeechLLM(nn.Module):
         architecture, so ``SpeechLLM(model.config)`` rebuilds it offline."""
         from transformers import WhisperModel
 
-        from abhinaya.weights.cache import resolve_model_path
         from abhinaya.models.llm import load_causal_lm
         from abhinaya.models.ssl_classifier import _encoder_config_dict
+        from abhinaya.weights.cache import resolve_model_path
 
         path = resolve_model_path(config.whisper)
         whisper = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).encoder

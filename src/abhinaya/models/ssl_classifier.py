@@ -32,7 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling, lengths_to_mask
+from abhinaya.nn.pooling import (
+    AttentiveStatisticsPooling,
+    MeanStdPooling,
+    lengths_to_mask,
+)
 from abhinaya.nn.spec_augment import SpecAugmentConfig, spec_augment
 from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
 

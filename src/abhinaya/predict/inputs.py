@@ -22,10 +22,10 @@ import torch
 
 from abhinaya.audio import AUDIO_EXTENSIONS, find_audio_files
 from abhinaya.manifest import Utterance, read_manifest
+from abhinaya.predict.engine import predict_probabilities
+from abhinaya.predict.speaker_norm import speaker_counts
 from abhinaya.predictions import PredictionTable, table_from_probs
 from abhinaya.runs import LoadedRun, load_run
-from abhinaya.predict.speaker_norm import speaker_counts
-from abhinaya.train.loop import predict_probabilities
 
 
 class InputError(ValueError):

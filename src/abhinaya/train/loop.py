@@ -25,6 +25,16 @@ import torch
 from tqdm.auto import tqdm
 
 from abhinaya import runs
+from abhinaya.data.utterances import experiment_label_set, load_experiment_utterances
+from abhinaya.evaluation.metrics import classification_report
+from abhinaya.evaluation.plots import plot_training_curves
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance, write_manifest
+from abhinaya.members import Member, Recipe, get_member
+from abhinaya.nn.losses import build_loss
+from abhinaya.predict.engine import predict_probabilities
+from abhinaya.predictions import table_from_probs, write_predictions
+from abhinaya.recipes import TrainConfig, read_yaml, to_dict
 from abhinaya.weights.checkpoint import (
     load_model_weights,
     load_nested_state,
@@ -32,16 +42,6 @@ from abhinaya.weights.checkpoint import (
     save_nested_state,
     save_tensors,
 )
-from abhinaya.recipes import read_yaml, to_dict
-from abhinaya.data.utterances import experiment_label_set, load_experiment_utterances
-from abhinaya.labels import LabelSet
-from abhinaya.nn.losses import build_loss
-from abhinaya.manifest import Utterance, write_manifest
-from abhinaya.members import Member, Recipe, get_member
-from abhinaya.evaluation.metrics import classification_report
-from abhinaya.evaluation.plots import plot_training_curves
-from abhinaya.predictions import table_from_probs, write_predictions
-from abhinaya.recipes import PredictConfig, TrainConfig
 
 
 class TrainingError(ValueError):
@@ -123,116 +123,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def predict_probabilities(
-    member: Member,
-    model: torch.nn.Module,
-    dataset,
-    batch_size: int,
-    *,
-    accelerator=None,
-    progress: bool = True,
-    desc: str = "predict",
-    predict: PredictConfig | None = None,
-) -> tuple[list[str], np.ndarray]:
-    """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
-    dataset order. Batches are formed by length (little padding). With several
-    processes each takes every n-th batch and the results are gathered, so the
-    output holds exactly one row per utterance on every process.
-
-    With ``predict.speaker_norm`` the pooled vectors are gathered first, each
-    speaker's are moved to the training mean (speaker_norm.py), and the head
-    classifies them."""
-    if predict is not None and predict.speaker_norm:
-        ids, pooled = _gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
-        speakers = [u.speaker for u in dataset.utterances]
-        return ids, classify_pooled(member, model, pooled, speakers, predict)
-    ids, logits = _gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
-    return ids, _softmax(logits)
-
-
-def predict_pooled(
-    member: Member, model: torch.nn.Module, dataset, batch_size: int, *, progress: bool = True, desc: str = "embed"
-) -> tuple[list[str], np.ndarray]:
-    """The pooled vectors ``(N, D)`` of a member that has them (``member.embed``), in dataset order."""
-    return _gather_rows(member, "embed", model, dataset, batch_size, None, progress, desc)
-
-
-def classify_pooled(
-    member: Member, model: torch.nn.Module, pooled: np.ndarray, speakers: Sequence[str | None], predict: PredictConfig
-) -> np.ndarray:
-    """Softmax probabilities of pooled vectors from ``predict_pooled``, normalised per speaker first where
-    ``predict.speaker_norm`` says so."""
-    from abhinaya.predict.speaker_norm import speaker_shift
-
-    if not len(pooled):
-        return np.zeros((0, 0))
-    x = torch.from_numpy(pooled)
-    if predict.speaker_norm:
-        reference = member.pooled_mean(model)
-        x = speaker_shift(x, list(speakers), reference.detach().cpu(), predict.speaker_norm_prior)
-    device = next(iter(model.parameters())).device  # members with a pooled vector have weights
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():  # pooled vectors are float32, as the heads that take them
-        logits = member.classify(model, x.to(device, torch.float32))
-    model.train(was_training)
-    return _softmax(logits.float().cpu().numpy())
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    if not len(logits):
-        return logits
-    return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
-
-
-def _gather_rows(
-    member: Member,
-    method: str,
-    model: torch.nn.Module,
-    dataset,
-    batch_size: int,
-    accelerator,
-    progress: bool,
-    desc: str,
-) -> tuple[list[str], np.ndarray]:
-    """``member.<method>(model, batch)`` (``logits`` or ``embed``) for every utterance, one row each in dataset
-    order."""
-    from abhinaya.data.audio import LengthBucketSampler
-
-    fn = getattr(member, method)
-    world = accelerator.num_processes if accelerator is not None else 1
-    rank = accelerator.process_index if accelerator is not None else 0
-    if accelerator is not None:
-        device = accelerator.device
-    else:  # a model without parameters (e.g. a client of a remote LLM) runs on the CPU side
-        device = next(iter(model.parameters()), torch.empty(0)).device
-    batches = list(LengthBucketSampler(dataset.lengths, batch_size, shuffle=False))
-    mine = batches[rank::world]
-    rows: list[tuple[int, np.ndarray]] = []
-    was_training = model.training
-    model.eval()
-    show = progress and rank == 0
-    with torch.inference_mode():
-        for indices in tqdm(mine, desc=desc, disable=not show, leave=False, unit="batch"):
-            batch = member.collate([dataset[i] for i in indices])
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
-                out = fn(model, batch)
-            rows += list(zip(batch["index"].tolist(), out.float().cpu().numpy()))
-    model.train(was_training)
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        rows = gather_object(rows)
-    by_index = {int(i): p for i, p in rows}
-    if len(by_index) != len(dataset):
-        raise RuntimeError(f"gathered {len(by_index)} predictions for {len(dataset)} utterances")
-    ids = [u.id for u in dataset.utterances]
-    if not len(dataset):
-        return ids, np.zeros((0, 0))
-    return ids, np.stack([by_index[i] for i in range(len(dataset))])
 
 
 class Trainer:

@@ -1,0 +1,128 @@
+"""The prediction engine that dev scoring during training and ``abhinaya predict`` share.
+
+A member turns a collated batch into logits (``member.logits``) or, where it has one, into its pooled vector
+(``member.embed``) and the pooled vector into logits (``member.classify``). This module runs those over a dataset in
+length-bucketed batches, one row per utterance in dataset order (gathered across processes when training runs on
+several), and applies per-speaker normalisation between ``embed`` and ``classify`` where ``predict.speaker_norm``
+asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from abhinaya.data.audio import LengthBucketSampler
+from abhinaya.members.base import Member
+from abhinaya.predict.speaker_norm import speaker_shift
+from abhinaya.recipes import PredictConfig
+
+
+def predict_probabilities(
+    member: Member,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    desc: str = "predict",
+    predict: PredictConfig | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
+    dataset order. Batches are formed by length (little padding). With several
+    processes each takes every n-th batch and the results are gathered, so the
+    output holds exactly one row per utterance on every process.
+
+    With ``predict.speaker_norm`` the pooled vectors are gathered first, each
+    speaker's are moved to the training mean (speaker_norm.py), and the head
+    classifies them."""
+    if predict is not None and predict.speaker_norm:
+        ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
+        speakers = [u.speaker for u in dataset.utterances]
+        return ids, classify_pooled(member, model, pooled, speakers, predict)
+    ids, logits = gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
+    return ids, softmax(logits)
+
+
+def predict_pooled(
+    member: Member, model: torch.nn.Module, dataset, batch_size: int, *, progress: bool = True, desc: str = "embed"
+) -> tuple[list[str], np.ndarray]:
+    """The pooled vectors ``(N, D)`` of a member that has them (``member.embed``), in dataset order."""
+    return gather_rows(member, "embed", model, dataset, batch_size, None, progress, desc)
+
+
+def classify_pooled(
+    member: Member, model: torch.nn.Module, pooled: np.ndarray, speakers: Sequence[str | None], predict: PredictConfig
+) -> np.ndarray:
+    """Softmax probabilities of pooled vectors from ``predict_pooled``, normalised per speaker first where
+    ``predict.speaker_norm`` says so."""
+    if not len(pooled):
+        return np.zeros((0, 0))
+    x = torch.from_numpy(pooled)
+    if predict.speaker_norm:
+        reference = member.pooled_mean(model)
+        x = speaker_shift(x, list(speakers), reference.detach().cpu(), predict.speaker_norm_prior)
+    device = next(iter(model.parameters())).device  # members with a pooled vector have weights
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():  # pooled vectors are float32, as the heads that take them
+        logits = member.classify(model, x.to(device, torch.float32))
+    model.train(was_training)
+    return softmax(logits.float().cpu().numpy())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    if not len(logits):
+        return logits
+    return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+
+
+def gather_rows(
+    member: Member,
+    method: str,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    accelerator,
+    progress: bool,
+    desc: str,
+) -> tuple[list[str], np.ndarray]:
+    """``member.<method>(model, batch)`` (``logits`` or ``embed``) for every utterance, one row each in dataset
+    order."""
+    fn = getattr(member, method)
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    if accelerator is not None:
+        device = accelerator.device
+    else:  # a model without parameters (e.g. a client of a remote LLM) runs on the CPU side
+        device = next(iter(model.parameters()), torch.empty(0)).device
+    batches = list(LengthBucketSampler(dataset.lengths, batch_size, shuffle=False))
+    mine = batches[rank::world]
+    rows: list[tuple[int, np.ndarray]] = []
+    was_training = model.training
+    model.eval()
+    show = progress and rank == 0
+    with torch.inference_mode():
+        for indices in tqdm(mine, desc=desc, disable=not show, leave=False, unit="batch"):
+            batch = member.collate([dataset[i] for i in indices])
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+                out = fn(model, batch)
+            rows += list(zip(batch["index"].tolist(), out.float().cpu().numpy()))
+    model.train(was_training)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        rows = gather_object(rows)
+    by_index = {int(i): p for i, p in rows}
+    if len(by_index) != len(dataset):
+        raise RuntimeError(f"gathered {len(by_index)} predictions for {len(dataset)} utterances")
+    ids = [u.id for u in dataset.utterances]
+    if not len(dataset):
+        return ids, np.zeros((0, 0))
+    return ids, np.stack([by_index[i] for i in range(len(dataset))])
