@@ -45,7 +45,7 @@ def _model(run: str | None):
     recipe = S1Recipe()
     member = S1Member(recipe)
     torch.manual_seed(0)
-    return member.build_model(CORPUS_LABEL_SETS["ravdess"], pretrained=True).eval(), member
+    return member.build(CORPUS_LABEL_SETS["ravdess"], pretrained=True)[0].eval(), member
 
 
 def run_method(method: str, data: str, run: str | None, num: int, batch_size: int) -> dict:

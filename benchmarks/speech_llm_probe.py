@@ -63,7 +63,7 @@ def main() -> None:
     recipe = load_recipe(args.recipe, ["model.feature_cache=auto", *args.set])
     member = get_member(recipe.member)(recipe)
     labels = CORPUS_LABEL_SETS["ravdess"]
-    model = member.build_model(labels, pretrained=True)
+    model = member.build(labels, pretrained=True)[0]
     model.train(args.train_mode)
     if max(layers) > len(model.llm.model.layers):
         parser.error(f"the model runs {len(model.llm.model.layers)} LLM layers; --llm-layers asks for {max(layers)}")

@@ -40,7 +40,7 @@ def main() -> None:
         recipe = load_recipe(args.recipe, [f"model.feature_cache={tmp}/features", *args.set])
         member = get_member(recipe.member)(recipe)
         labels = CORPUS_LABEL_SETS["ravdess"]
-        model = member.build_model(labels, pretrained=True)
+        model = member.build(labels, pretrained=True)[0]
         data = member.dataset(utterances, labels, train=True)
         optimizer = torch.optim.AdamW(member.param_groups(model))
         batches = [list(range(i, min(i + args.batch_size, len(data)))) for i in range(0, len(data), args.batch_size)]

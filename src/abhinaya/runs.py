@@ -95,7 +95,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     label_set = LabelSet.load(run_dir / LABELS_FILE)
     member = get_member(recipe.member)(recipe)
     # Members that save only their trained part (or nothing: zero-shot) rebuild the rest from pretrained weights.
-    model = member.build_model(label_set, pretrained=member.saves_partial_state or not member.trainable)
+    model, _ = member.build(label_set, pretrained=member.saves_partial_state or not member.trainable)
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         done = "did training finish an epoch?" if member.trainable else "did `abhinaya train` finish?"

@@ -111,10 +111,10 @@ def test_recipe_rejects_unknown_keys_and_bad_combinations():
 def test_member_rejects_label_words_and_fallback_outside_the_label_set(tiny_llama_dir):
     member = T1Member(T1Recipe(model=T1Config(model=str(tiny_llama_dir), label_words={"joy": "joy"})))
     with pytest.raises(ValueError, match="label_words names"):
-        member.build_model(MELD, pretrained=True)
+        member.build(MELD, pretrained=True)[0]
     member = T1Member(T1Recipe(model=T1Config(model=str(tiny_llama_dir), fallback_label="contempt")))
     with pytest.raises(ValueError, match="fallback_label 'contempt'"):
-        member.build_model(MELD, pretrained=True)
+        member.build(MELD, pretrained=True)[0]
 
 
 # ----------------------------------------------------------------------------- constrained scoring
@@ -122,7 +122,7 @@ def test_member_rejects_label_words_and_fallback_outside_the_label_set(tiny_llam
 
 def build(tiny_llama_dir, label_set=MELD, **settings) -> tuple[T1Member, ZeroShotLM]:
     member = T1Member(T1Recipe(model=T1Config(model=str(tiny_llama_dir), **settings)))
-    return member, member.build_model(label_set, pretrained=True)
+    return member, member.build(label_set, pretrained=True)[0]
 
 
 def hand_scores(folder, system: str, text: str, words: list[str]) -> torch.Tensor:
@@ -223,7 +223,7 @@ def test_without_calibration_nothing_is_fitted(tiny_llama_dir):
 
 def test_random_weights_build_without_reading_weights(tiny_llama_dir):
     member = T1Member(T1Recipe(model=T1Config(model=str(tiny_llama_dir))))
-    model = member.build_model(MELD, pretrained=False)
+    model = member.build(MELD, pretrained=False)[0]
     assert model.label_log_likelihoods(["wow"]).shape == (1, len(MELD))
 
 
@@ -409,7 +409,7 @@ def test_endpoint_member_maps_replies(monkeypatch):
         recipe = T1Recipe(model=T1Config(backend="endpoint", model="llama-70b", mode="generate", calibration="none",
                                          endpoint_url=server.url, concurrency=1))
         member = T1Member(recipe)
-        model = member.build_model(MSP, pretrained=True)
+        model = member.build(MSP, pretrained=True)[0]
         assert isinstance(model, EndpointZeroShot) and not list(model.parameters())
         dataset = member.dataset([Utterance(id=f"u{i}", text=t) for i, t in enumerate(["a", "b", "c"])], None, train=False)
         logits = member.logits(model, member.collate([dataset[i] for i in range(3)]))
@@ -424,7 +424,7 @@ def test_endpoint_needs_a_url(monkeypatch):
     monkeypatch.delenv("ABHINAYA_LLM_URL", raising=False)
     member = T1Member(T1Recipe(model=T1Config(backend="endpoint", mode="generate", calibration="none")))
     with pytest.raises(ValueError, match="ABHINAYA_LLM_URL"):
-        member.build_model(MSP, pretrained=True)
+        member.build(MSP, pretrained=True)[0]
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -436,7 +436,7 @@ def test_meld_recipe_builds_with_a_tiny_model(tiny_llama_dir):
     assert (recipe.model.mode, recipe.model.calibration, recipe.model.backend) == ("constrained", "train_mean", "transformers")
     assert recipe.data.corpus == "meld" and LabelSet(recipe.data.labels) == MELD
     assert recipe.model.reply_template == "The emotion is {word}." and recipe.model.label_words["happy"] == "joy"
-    model = T1Member(recipe).build_model(MELD, pretrained=True)
+    model = T1Member(recipe).build(MELD, pretrained=True)[0]
     assert model.label_log_likelihoods(["wow"]).shape == (1, 7)
     assert "neutral, joy, surprise, anger, sadness, disgust, fear" in model.system_prompt
     assert load_recipe(RECIPES / "meld" / "t1.yaml").model.model == "smollm2"
@@ -449,7 +449,7 @@ def test_msp_recipe_is_the_paper_setting(monkeypatch):
     assert (config.backend, config.model, config.mode) == ("endpoint", "meta-llama/Llama-3.3-70B-Instruct", "generate")
     assert (config.temperature, config.top_p, config.user_template) == (0.7, 0.7, "sentence: {text}")
     assert LabelSet(recipe.data.labels) == MSP
-    model = T1Member(recipe).build_model(MSP, pretrained=True)  # nothing is sent
+    model = T1Member(recipe).build(MSP, pretrained=True)[0]  # nothing is sent
     assert model.client.url == "http://127.0.0.1:9/v1/chat/completions" and model.client.requests == 0
     assert "angry, sad, happy, surprise, fear, disgust, contempt, neutral" in model.system_prompt
 

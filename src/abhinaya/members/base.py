@@ -39,10 +39,11 @@ class Member:
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
 
-    def build_model(self, label_set: LabelSet, pretrained: bool) -> torch.nn.Module:
-        """The model with ``len(label_set)`` outputs. ``pretrained``: load the
-        pretrained weights it starts from (training); otherwise build from the
-        config alone (prediction, where the run's weights are loaded next)."""
+    def build(self, label_set: LabelSet, pretrained: bool) -> tuple[torch.nn.Module, Recipe]:
+        """The model with ``len(label_set)`` outputs, and the recipe resolved for it: a copy of ``self.recipe`` that
+        records whatever rebuilds the model offline from the run folder alone (e.g. the encoder's architecture).
+        ``self.recipe`` is left as it is. ``pretrained``: load the pretrained weights the model starts from
+        (training); otherwise build from the config alone (prediction, where the run's weights are loaded next)."""
         raise NotImplementedError
 
     def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
@@ -81,10 +82,6 @@ class Member:
             return inner.param_groups(train.encoder_lr, train.head_lr, train.weight_decay)
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params, "lr": train.head_lr, "weight_decay": train.weight_decay}]
-
-    def finalize_recipe(self, model: torch.nn.Module) -> None:
-        """Record in the recipe whatever is needed to rebuild ``model`` offline
-        from the run folder alone (e.g. the encoder's architecture)."""
 
     def saved_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Tensors written to the run folder (all weights by default)."""

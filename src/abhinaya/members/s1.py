@@ -9,7 +9,7 @@ Offline CPU scale: the Whisper-base encoder run on the true length of the audio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -36,18 +36,16 @@ class S1Member(Member):
 
     recipe: S1Recipe
 
-    def build_model(self, label_set: LabelSet, pretrained: bool) -> SSLClassifier:
-        config = self.recipe.model
-        config.num_labels = len(label_set)
+    def build(self, label_set: LabelSet, pretrained: bool) -> tuple[SSLClassifier, S1Recipe]:
+        config = replace(self.recipe.model, num_labels=len(label_set))
         if pretrained and config.encoder_config is None:
-            return SSLClassifier.from_pretrained_encoder(config)
-        if config.encoder_config is None:
+            model = SSLClassifier.from_pretrained_encoder(config)
+        elif config.encoder_config is None:
             raise ValueError("model.encoder_config is empty: build with pretrained weights first (training does)")
-        return SSLClassifier(config)
-
-    def finalize_recipe(self, model: SSLClassifier) -> None:
+        else:
+            model = SSLClassifier(config)
         # from_pretrained_encoder fills encoder_config, so the run folder rebuilds offline.
-        self.recipe.model = model.config
+        return model, replace(self.recipe, model=model.config)
 
     def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
         return AudioDataset(

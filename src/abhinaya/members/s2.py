@@ -11,7 +11,7 @@ no BEATs (recipes/ravdess/s2.yaml). ST1 (``members/st1.py``) is this member with
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -175,21 +175,17 @@ class S2Member(Member):
             self._tokenizer = load_tokenizer(self.recipe.model.llm)
         return self._tokenizer
 
-    def build_model(self, label_set: LabelSet, pretrained: bool) -> SpeechLLM:
-        config = self.recipe.model
-        config.num_labels = len(label_set)
+    def build(self, label_set: LabelSet, pretrained: bool) -> tuple[SpeechLLM, S2Recipe]:
+        config = replace(self.recipe.model, num_labels=len(label_set))
         if config.feature_cache == "auto":
             from abhinaya.weights.feature_cache import default_feature_cache_dir
 
-            config.feature_cache = str(default_feature_cache_dir())
+            config = replace(config, feature_cache=str(default_feature_cache_dir()))
         model = SpeechLLM.from_pretrained(config) if pretrained else SpeechLLM(config)
         if config.output == "generative":
             words = [self.recipe.prompt.label_words.get(name, name) for name in label_set.labels]
             model.set_label_tokens([self.tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in words])
-        return model
-
-    def finalize_recipe(self, model: SpeechLLM) -> None:
-        self.recipe.model = model.config
+        return model, replace(self.recipe, model=model.config)
 
     def _usable(self, utterances: Sequence[Utterance], train: bool) -> tuple[list[Utterance], list[str]]:
         """Utterances this member can use, and why the others cannot (ST1 needs transcripts)."""

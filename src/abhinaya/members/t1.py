@@ -698,9 +698,12 @@ class T1Member(Member):
             self._tokenizer = load_tokenizer(self.recipe.model.model)
         return self._tokenizer
 
-    def build_model(self, label_set: LabelSet, pretrained: bool) -> torch.nn.Module:
+    def build(self, label_set: LabelSet, pretrained: bool) -> tuple[torch.nn.Module, T1Recipe]:
         """``pretrained``: the LLM's weights (always wanted for T1, which trains
-        nothing); otherwise its architecture with random weights (tests)."""
+        nothing); otherwise its architecture with random weights (tests). The recipe needs no resolving."""
+        return self._build_model(label_set, pretrained), self.recipe
+
+    def _build_model(self, label_set: LabelSet, pretrained: bool) -> torch.nn.Module:
         config = self.recipe.model
         default_fallback(label_set, config.fallback_label)
         _label_words(label_set, config)

@@ -11,7 +11,7 @@ saved; the LLM is rebuilt from its pretrained weights when a run is loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -53,15 +53,10 @@ class T2Member(Member):
             self._tokenizer = load_tokenizer(self.recipe.model.llm)
         return self._tokenizer
 
-    def build_model(self, label_set: LabelSet, pretrained: bool) -> LLMTextClassifier:
-        config = self.recipe.model
-        config.num_labels = len(label_set)
-        if pretrained:
-            return LLMTextClassifier.from_pretrained_llm(config)
-        return LLMTextClassifier(config)
-
-    def finalize_recipe(self, model: LLMTextClassifier) -> None:
-        self.recipe.model = model.config
+    def build(self, label_set: LabelSet, pretrained: bool) -> tuple[LLMTextClassifier, T2Recipe]:
+        config = replace(self.recipe.model, num_labels=len(label_set))
+        model = LLMTextClassifier.from_pretrained_llm(config) if pretrained else LLMTextClassifier(config)
+        return model, replace(self.recipe, model=model.config)
 
     def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
         return TextDataset(utterances, label_set, self.tokenizer, self.recipe.text, on_error=on_error)

@@ -210,8 +210,8 @@ class Trainer:
             return self._prepare_untrained(member, utterances, label_set, train_utts, dev_utts, started)
         resuming = self.resume and self._train_state_path().is_file()
         # A member that saves only its trained part starts from the pretrained weights even when resuming.
-        model = member.build_model(label_set, pretrained=member.saves_partial_state or not resuming)
-        member.finalize_recipe(model)
+        model, recipe = member.build(label_set, pretrained=member.saves_partial_state or not resuming)
+        self.recipe, member = recipe, type(member)(recipe)
         if recipe.predict.speaker_norm:
             try:
                 member.pooled_mean(model)
@@ -484,8 +484,7 @@ class Trainer:
         gradients (``member.calibrate``, e.g. a prior correction) in
         ``model.safetensors``, and its dev predictions and figures."""
         accelerator, cfg = self.accelerator, self.recipe.train
-        model = member.build_model(label_set, pretrained=True)
-        member.finalize_recipe(model)
+        model, self.recipe = member.build(label_set, pretrained=True)
         model.to(accelerator.device).eval()
         calibrate = getattr(member, "calibrate", None)
         calibration_utterances = 0
