@@ -6,7 +6,7 @@
         --calibration-utterances 500 --generate-limit 0 \\
         --variant "meld_words:label_words={happy: joy, angry: anger, sad: sadness}" --out runs/t1-train
 
-For each variant (``NAME:key=value;key=value``, T1Config fields as YAML values
+For each variant (``NAME:key=value;key=value``, ZeroShotConfig fields as YAML values
 applied on top of ``--recipe``'s model section, or of the dataclass defaults) the LLM scores the
 evaluation split once (constrained: label-word log-likelihoods), and the
 figures are reported without calibration and with ``train_mean`` calibration
@@ -79,16 +79,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from abhinaya.corpora import PREPARERS
+    from abhinaya.data.text import TextConfig, TextDataset
     from abhinaya.evaluation.metrics import classification_report
     from abhinaya.labels import CORPUS_LABEL_SETS
-    from abhinaya.members.t1 import (
-        T1Config,
-        T1Member,
-        T1Recipe,
-        TranscriptDataset,
-        ZeroShotLM,
-    )
-    from abhinaya.models.llm import load_causal_lm, load_tokenizer
+    from abhinaya.members.t1 import T1Member, T1Recipe
+    from abhinaya.models.zero_shot import ZeroShotConfig, ZeroShotLM
+    from abhinaya.weights.llm import load_causal_lm, load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +94,7 @@ def main(argv=None) -> int:
     labels = list(label_set)
     utterances = [u for u in PREPARERS["meld"](args.data).utterances if u.label in label_set]
     train = [u for u in utterances if u.split == "train"]
-    train_set = TranscriptDataset(train, label_set, on_error="skip")
+    train_set = TextDataset(train, label_set, None, TextConfig(max_words=256), on_error="skip")
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(args.model)
@@ -112,10 +108,10 @@ def main(argv=None) -> int:
 
         from abhinaya.runs import load_recipe
 
-        base = {f.name: getattr(load_recipe(args.recipe).model, f.name) for f in dataclasses.fields(T1Config)}
+        base = {f.name: getattr(load_recipe(args.recipe).model, f.name) for f in dataclasses.fields(ZeroShotConfig)}
     rows, per_class, results = [], [], {"args": vars(args), "variants": {}}
     for name, overrides in variants:
-        config = T1Config(**{**base, "model": args.model, **overrides})
+        config = ZeroShotConfig(**{**base, "model": args.model, **overrides})
         recipe = T1Recipe(model=config)
         recipe.train.seed = args.seed
         recipe.train.eval_batch_size = args.batch_size
@@ -137,7 +133,7 @@ def main(argv=None) -> int:
             pool = [u for i, u in enumerate(train_set.utterances) if i not in excluded]
         if args.limit and args.limit < len(pool):
             pool = sorted(random.Random(args.seed + 1).sample(pool, args.limit), key=lambda u: u.id)
-        eval_set = TranscriptDataset(pool, label_set, on_error="skip")
+        eval_set = TextDataset(pool, label_set, None, TextConfig(max_words=256), on_error="skip")
         texts, truth = eval_set.texts, [u.label for u in eval_set.utterances]
 
         scores, seconds = score_texts(model, texts, args.batch_size, lambda m, t: m.label_log_likelihoods(t).numpy())
@@ -163,7 +159,7 @@ def main(argv=None) -> int:
             gen_texts = [texts[i] for i in subset]
             gen_truth = [truth[i] for i in subset]
             for setting, temperature in (("greedy", 0.0), ("t0.7/p0.7", 0.7)):
-                gen_config = T1Config(**{**vars(config), "mode": "generate", "calibration": "none", "temperature": temperature})
+                gen_config = ZeroShotConfig(**{**vars(config), "mode": "generate", "calibration": "none", "temperature": temperature})
                 gen_model = ZeroShotLM(lm, tokenizer, label_set, gen_config, seed=args.seed)
                 logits, seconds = score_texts(gen_model, gen_texts, args.batch_size, lambda m, t: m(t).numpy())
                 predicted = [labels[int(np.argmax(row))] for row in logits]
@@ -177,7 +173,7 @@ def main(argv=None) -> int:
         print(f"{name}: macro-F1 {done}", file=sys.stderr, flush=True)
 
     if args.speed_utterances:
-        config = T1Config(model=args.model)
+        config = ZeroShotConfig(model=args.model)
         model = ZeroShotLM(lm, tokenizer, label_set, config, seed=args.seed)
         texts = eval_set.texts[: args.speed_utterances]
         timing = {}

@@ -153,3 +153,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch, one_torch_thread):
     submission = (tmp_path / "msp-podcast" / "submission.csv").read_text().splitlines()
     assert submission[0] == "FileName,EmoClass" and len(submission) > 1
     assert (tmp_path / "ravdess" / "vote-confusion.png").is_file()
+
+
+def test_predict_offers_every_speaker_source(capsys):
+    from abhinaya.cli import build_parser
+    from abhinaya.recipes import SPEAKER_SOURCES
+
+    parser = build_parser()
+    for source in SPEAKER_SOURCES:
+        assert parser.parse_args(["predict", "RUN", "IN", "-o", "OUT", "--speaker-from", source]).speaker_from == source
+    assert parser.parse_args(["predict", "RUN", "IN", "-o", "OUT"]).speaker_from is None  # the run's own setting
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "RUN", "IN", "-o", "OUT", "--speaker-from", "guess"])
+    assert "guess" in capsys.readouterr().err

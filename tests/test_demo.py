@@ -11,8 +11,9 @@ from abhinaya.corpora import prepare_corpus
 from abhinaya.corpora.ravdess import RAVDESS_STATEMENTS
 from abhinaya.manifest import read_manifest, write_manifest
 from abhinaya.predictions import read_predictions
-from abhinaya.recipes import to_dict
-from abhinaya.runs import load_recipe
+from abhinaya.recipes import apply_overrides, read_yaml, to_dict
+from abhinaya.runs import load_recipe, recipe_from_dict
+from abhinaya.testing import demo_recipes
 from abhinaya.testing.dummies import make_dummy_meld, make_dummy_ravdess
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -152,55 +153,57 @@ def test_transcription_without_reference_texts_reports_no_error_rate(tmp_path, m
     assert (tmp_path / "work" / "tiny-whisper" / "preprocessor_config.json").is_file()
 
 
-def test_tiny_llama_knows_the_words_it_was_given(tmp_path):
-    from abhinaya.models.llm import load_tokenizer
-
-    folder = demo._tiny_llama(tmp_path / "llm", ["Oh, that’s GREAT!", "so lonely"])
-    tokenizer = load_tokenizer(folder)
-    tokens = tokenizer.convert_ids_to_tokens(tokenizer("So great, oh! Lonely", add_special_tokens=False)["input_ids"])
-    assert tokens == ["so", "great", ",", "oh", "!", "lonely"]
-    assert tokenizer.convert_ids_to_tokens(tokenizer("dreadful", add_special_tokens=False)["input_ids"]) == ["<unk>"]
-    assert "assistant" in tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                                          add_generation_prompt=True)
+DEMO_RUN = {
+    "manifest": "work dir/manifest.split.jsonl", "corpus": "ravdess", "progress": False, "epochs": 2,
+    "encoder": "whisper-base", "whisper": "whisper-base", "whisper_layers": 6, "llm": "smollm2", "llm_layers": 30,
+    "feature_cache": "work dir/features",
+}
 
 
-def test_llm_members_are_the_meld_recipes_but_for_what_keeps_the_demo_short():
-    manifest = Path("manifest.jsonl")
-    t2 = to_dict(demo._t2_recipe(manifest, "meld", "smollm2", 30, demo.DEMO_T2_EPOCHS, progress=True))
-    shipped = to_dict(load_recipe(RECIPES / "meld" / "t2.yaml"))
-    assert t2["train"].pop("epochs") == demo.DEMO_T2_EPOCHS  # the demo trains fewer epochs than the recipe
-    shipped["train"].pop("epochs")
-    for section in ("member", "text", "model", "loss", "train"):
-        assert t2[section] == shipped[section], section
-
-    t1 = to_dict(demo._t1_recipe(manifest, "meld", "smollm2", progress=True))
-    shipped = to_dict(load_recipe(RECIPES / "meld" / "t1.yaml"))
-    assert t1["model"].pop("calibration_utterances") == demo.DEMO_T1_CALIBRATION
-    shipped["model"].pop("calibration_utterances")
-    for section in ("member", "model", "loss", "train"):
-        assert t1[section] == shipped[section], section
+@pytest.mark.parametrize("member", sorted(demo_recipes.DEMO_RECIPES))
+def test_demo_recipes_are_the_shipped_files_plus_the_listed_overrides(member):
+    run = {**DEMO_RUN, "corpus": "meld" if member in ("t1", "t2") else "ravdess"}
+    listed = [*demo_recipes.DEMO_OVERRIDES[member], *demo_recipes.run_overrides(member, **run)]
+    shipped = read_yaml(RECIPES / demo_recipes.DEMO_RECIPES[member])
+    expected = to_dict(recipe_from_dict(apply_overrides(shipped, listed)))
+    assert to_dict(demo_recipes.demo_recipe(member, **run)) == expected
+    # nothing but the listed keys differs from the shipped recipe
+    original = to_dict(recipe_from_dict(shipped))
+    listed_keys = {override.split("=", 1)[0] for override in listed}
+    assert set(_differences(original, expected)) <= listed_keys
+    assert expected["member"] == shipped["member"] == member
+    assert expected["data"]["manifest"] == run["manifest"]  # a path with a space survives the override
 
 
-@pytest.mark.parametrize("member", ["s2", "st1"])
-def test_speech_llm_members_are_the_ravdess_recipes_but_for_what_keeps_the_demo_short(member, tmp_path):
-    features = tmp_path / "features"
-    demo_recipe = to_dict(demo._speech_llm_recipe(
-        member, Path("manifest.jsonl"), "ravdess", "whisper-base", "smollm2", 30, demo.DEMO_SPEECH_LLM_EPOCHS,
-        features, progress=True,
-    ))
-    shipped = to_dict(load_recipe(RECIPES / "ravdess" / f"{member}.yaml"))
-    # shorter: fewer epochs; the frozen Whisper output is cached in the demo's folder
-    assert demo_recipe["train"].pop("epochs") == demo.DEMO_SPEECH_LLM_EPOCHS < shipped["train"].pop("epochs")
-    assert demo_recipe["train"].pop("average_epochs") == min(3, demo.DEMO_SPEECH_LLM_EPOCHS)
-    assert shipped["train"].pop("average_epochs") == 3
-    assert demo_recipe["model"].pop("feature_cache") == str(features)
-    assert shipped["model"].pop("feature_cache") == "auto"
-    for section in ("member", "audio", "prompt", "model", "loss", "train"):
-        assert demo_recipe[section] == shipped[section], section
-    assert demo_recipe["data"]["corpus"] == shipped["data"]["corpus"] == "ravdess"
-    # an LLM with fewer layers than the demo runs (the tiny stand-in) runs all of them
-    tiny = demo._speech_llm_recipe(
-        member, Path("m.jsonl"), "ravdess", "w", "l", 1, 1, features, progress=False, whisper_layers=2
-    )
-    assert tiny.model.layer == 1
-    assert tiny.model.whisper_layer == 2  # likewise Whisper's layers
+def _differences(a, b, prefix=""):
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict) and key not in ("label_words",):
+            yield from _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            yield prefix + key
+
+
+def test_demo_scale_overrides():
+    # the speech LLM members and T2 run every layer of a model smaller than their recipes' (the tiny stand-ins)
+    tiny = {**DEMO_RUN, "whisper_layers": 2, "llm_layers": 1, "epochs": 1}
+    for member in ("s2", "st1"):
+        recipe = demo_recipes.demo_recipe(member, **tiny)
+        assert (recipe.model.layer, recipe.model.whisper_layer) == (1, 2)
+        assert (recipe.train.epochs, recipe.train.average_epochs) == (1, 1)
+        full = demo_recipes.demo_recipe(member, **DEMO_RUN)
+        assert full.model.layer == demo.SPEECH_LLM_LAYERS[member] and full.model.whisper_layer == 4
+    t2 = demo_recipes.demo_recipe("t2", **{**tiny, "corpus": "meld", "llm_layers": 3})
+    assert (t2.model.layer, t2.model.lora_layers) == (3, 3)
+    assert demo_recipes.demo_recipe("t1", **{**DEMO_RUN, "corpus": "meld"}).model.calibration_utterances == 32
+    # a layout without a label set of its own names no corpus
+    assert demo_recipes.demo_recipe("s1", **{**DEMO_RUN, "corpus": "csv"}).data.corpus is None
+
+
+def test_missing_recipes_folder_is_a_clear_error(tmp_path, monkeypatch):
+    fake = tmp_path / "site-packages" / "abhinaya" / "__init__.py"
+    fake.parent.mkdir(parents=True)
+    fake.touch()
+    monkeypatch.setattr(demo_recipes.abhinaya, "__file__", str(fake))
+    with pytest.raises(FileNotFoundError, match="shipped recipes are not found.*pip install -e"):
+        demo_recipes.demo_recipe("s1", **DEMO_RUN)

@@ -118,6 +118,7 @@ def cmd_predict(args) -> int:
         progress=not args.no_progress,
         report=lambda message: print(message, file=sys.stderr),
         speaker_norm=args.speaker_norm,
+        speaker_from=args.speaker_from,
     )
     write_predictions(args.output, table, format=args.format)
     print(f"wrote {len(table)} predictions to {args.output}")
@@ -158,15 +159,8 @@ def cmd_ensemble(args) -> int:
             weights = [float(w) for w in _split_list(args.weights)]
         except ValueError:
             raise CLIError(f"--weights must be comma-separated numbers, got {args.weights!r}") from None
-    tiebreak = None
-    if args.tiebreak is not None:
-        tiebreak = args.tiebreak
-        if tiebreak.isdigit():
-            tiebreak = int(tiebreak)
-        else:
-            resolved = [i for i, path in enumerate(args.predictions) if Path(path).resolve() == Path(tiebreak).resolve()]
-            tiebreak = resolved[0] if resolved else tiebreak
-    result = combine(tables, args.method, weights=weights, tiebreak=tiebreak)
+    # an index, a path or a file stem: resolved against the tables' sources by the ensemble
+    result = combine(tables, args.method, weights=weights, tiebreak=args.tiebreak)
     write_predictions(args.output, result, format=args.format)
     print(f"wrote {len(result)} predictions ({args.method} of {len(tables)} tables) to {args.output}")
     return 0
@@ -274,13 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--speaker-norm", dest="speaker_norm", action="store_true", default=None,
-        help="normalise the pooled vectors per speaker (the manifest's speaker; for audio files the speaker in "
-        "a RAVDESS / EmoDB name, else the folder); "
-        "default: as the run's predict.speaker_norm",
+        help="move each speaker's pooled vectors to the run's training reference mean before the head (speakers "
+        "from --speaker-from); default: as the run's predict.speaker_norm",
     )
     norm.add_argument(
         "--no-speaker-norm", dest="speaker_norm", action="store_false",
-        help="no per-speaker normalisation (for speakers or folders that hold one emotion only)",
+        help="no per-speaker normalisation (for speakers who show one emotion only)",
+    )
+    p.add_argument(
+        "--speaker-from", choices=["manifest", "filename", "folder", "none"],
+        help="where speakers come from: manifest (a manifest row's speaker field; audio files and folders give "
+        "none), filename (the speaker in a file name of the run's corpus, RAVDESS actor or EmoDB speaker), "
+        "folder (the folder holding each audio file; refused when folders are named as emotions, Angry/ Happy/ "
+        "...), none (no grouping). Without a speaker a file is predicted on its own, whatever else is given. "
+        "Default: the run's predict.speaker_from (manifest)",
     )
     p.set_defaults(func=cmd_predict)
 

@@ -8,6 +8,9 @@ LLM members S2 and ST1 on speech, T1 and T2 on MELD's transcripts, the
 baselines), voting, the challenge submission file and evaluation. With
 ``--data DIR --corpus NAME`` the same stages run on a real corpus.
 
+The members are trained from the shipped recipes (``recipes/ravdess/s1.yaml``,
+``s2.yaml``, ``st1.yaml``, ``recipes/meld/t1.yaml``, ``t2.yaml``) shrunk to the
+demo's scale by dotted-key overrides (``abhinaya.testing.demo_recipes``).
 The pretrained models are the offline ones (``abhinaya models prepare``):
 Whisper-base and SmolLM2-135M-Instruct. Where their weight packages are not
 installed, tiny random-weight models of the same architectures stand in, so
@@ -50,6 +53,16 @@ from abhinaya.models.baselines import (
 )
 from abhinaya.predictions import PredictionTable, read_predictions, write_predictions
 from abhinaya.testing import dummies
+from abhinaya.testing.demo_recipes import (
+    DEMO_S1_EPOCHS,
+    DEMO_SPEECH_LLM_EPOCHS,
+    DEMO_T1_CALIBRATION,
+    DEMO_T2_EPOCHS,
+    SPEECH_LLM_LAYERS,
+    demo_recipe,
+    prompt_texts,
+)
+from abhinaya.testing.tiny import write_tiny_llama_for_texts, write_tiny_whisper_asr
 
 SPEECH_CORPORA = ("ravdess", "emodb", "msp-podcast", "csv")
 TEXT_CORPORA = ("meld",)
@@ -57,24 +70,14 @@ DEMO_CORPORA = SPEECH_CORPORA + TEXT_CORPORA
 # Corpora on which the demo fine-tunes S1, S2 and ST1 (the miniature MSP-Podcast and EmoDB sets are too small to
 # mean much) and transcribes a few utterances.
 S1_CORPORA = ("ravdess", "csv")
-DEMO_S1_EPOCHS = 4
 # Language forced when transcribing a corpus (others: Whisper detects it).
 TRANSCRIPTION_LANGUAGES = {"ravdess": "en"}
 # Utterances of the evaluation split that are transcribed: Whisper reads 30 s windows, so even a
 # one-second utterance costs a full window.
 DEMO_TRANSCRIBED = 6
-# Training transcripts of T1's calibration (recipes/meld/t1.yaml uses 1000) and epochs of T2 (as its recipe).
-DEMO_T1_CALIBRATION = 32
-DEMO_T2_EPOCHS = 3
-# T1 as recipes/meld/t1.yaml: the reply that is scored, and MELD's own nouns for three classes.
-T1_TEMPLATES = {"user_template": "sentence: {text}", "reply_template": "The emotion is {word}."}
-T1_MELD_LABEL_WORDS = {"happy": "joy", "angry": "anger", "sad": "sadness"}
-# S2 and ST1 as recipes/ravdess/s2.yaml and st1.yaml (the first 1 and 2 of SmolLM2's 30 layers; a speech token per
-# 8 Whisper frames), but short: fewer epochs, and the weight average over at most as many.
-# The frozen Whisper output is cached in the demo's working folder, so ST1 reuses what S2 computed.
-DEMO_SPEECH_LLM_EPOCHS = 2
-SPEECH_LLM_LAYERS = {"s2": 1, "st1": 2}
-SPEECH_LLM_WINDOW = 8
+# The epochs, layers and other settings of the members are their shipped recipes' but for the overrides of
+# abhinaya.testing.demo_recipes. The frozen Whisper output of S2 and ST1 is cached in the demo's working folder, so
+# ST1 reuses what S2 computed.
 
 
 @dataclass
@@ -164,55 +167,6 @@ def _offline_model(name: str) -> Path:
     return prepare_offline_model(name, progress=False)
 
 
-def _tiny_whisper(folder: Path) -> Path:
-    """Write a tiny random-weight Whisper with its processor into ``folder``:
-    Whisper's architecture, an English-only byte-level vocabulary (259 tokens).
-    Enough for S1 and for transcription to run; what it says is noise."""
-    import tokenizers
-    import torch
-    from transformers import (
-        GenerationConfig,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-    )
-
-    from abhinaya.weights.whisper_conversion import build_whisper_tokenizer
-
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
-    backend = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={t: i for i, t in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = tokenizers.decoders.ByteLevel()
-    backend.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in specials])
-    backend.save(str(staging / "tokenizer.json"))
-    positions = 32
-    tokenizer, ids = build_whisper_tokenizer(staging / "tokenizer.json", len(alphabet) + len(specials), [], positions)
-    eot, start = ids.end_of_text, ids.start_of_transcript
-    config = WhisperConfig(
-        d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
-        decoder_attention_heads=2, decoder_ffn_dim=128, vocab_size=len(alphabet) + len(specials),
-        max_target_positions=positions, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
-        decoder_start_token_id=start,
-    )
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        max_length=positions, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=start,
-        no_timestamps_token_id=ids.no_timestamps, is_multilingual=False, return_timestamps=False,
-    )
-    model.save_pretrained(staging)
-    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=16_000)
-    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(staging)
-    extractor.save_pretrained(staging)  # preprocessor_config.json, which marks the folder complete
-    staging.replace(folder)
-    return folder
-
-
 def _whisper(workdir: Path, log, user: str) -> tuple[str, bool]:
     """``(folder, real)``: Whisper-base from the offline weight packages (prepared
     once into the model cache); without them, a tiny random-weight Whisper so
@@ -226,51 +180,8 @@ def _whisper(workdir: Path, log, user: str) -> tuple[str, bool]:
         folder = workdir / "tiny-whisper"
         if not (folder / "preprocessor_config.json").is_file():
             shutil.rmtree(folder, ignore_errors=True)
-            _tiny_whisper(folder)
+            write_tiny_whisper_asr(folder)
         return str(folder), False
-
-
-_TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' + message['content'] + ' <|im_end|> ' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant ' }}{% endif %}"
-)
-
-
-def _tiny_llama(folder: Path, texts: Sequence[str]) -> Path:
-    """Write a tiny random-weight Llama (SmolLM2's architecture) into ``folder``,
-    with a chat template and a word-level tokenizer that knows every word of
-    ``texts``, the chat roles, single letters and digits (anything else
-    becomes ``<unk>``)."""
-    import string
-
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    split_words = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    words = {word for text in texts for word, _ in split_words.pre_tokenize_str(text.lower())}
-    words = sorted(words | {"system", "user", "assistant"} | set(string.ascii_lowercase + string.digits))
-    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
-    vocab = {token: i for i, token in enumerate(specials + [w for w in words if w not in specials])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = split_words
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<|im_start|>", eos_token="<|im_end|>"
-    )
-    tokenizer.chat_template = _TINY_CHAT_TEMPLATE
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    tokenizer.save_pretrained(staging)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        pad_token_id=vocab["<pad>"], bos_token_id=vocab["<|im_start|>"], eos_token_id=vocab["<|im_end|>"],
-    )
-    LlamaForCausalLM(config).save_pretrained(staging)
-    staging.replace(folder)
-    return folder
 
 
 def _llm(outdir: Path, utterances: Sequence[Utterance], log, user: str = "T1 and T2") -> tuple[str, bool]:
@@ -282,17 +193,10 @@ def _llm(outdir: Path, utterances: Sequence[Utterance], log, user: str = "T1 and
         return str(_offline_model("smollm2")), True
     except (ImportError, ValueError, OSError) as err:
         log(f"note: SmolLM2 is not available ({str(err).splitlines()[0]}); {user} use a tiny random-weight Llama")
-        from abhinaya.members.s2 import PromptConfig
-        from abhinaya.members.st1 import ST1Recipe
-        from abhinaya.members.t1 import DEFAULT_SYSTEM_PROMPT
-
         folder = outdir / "tiny-llama"
         if not (folder / "config.json").is_file():
-            prompt = [DEFAULT_SYSTEM_PROMPT, *T1_TEMPLATES.values(), *T1_MELD_LABEL_WORDS.values()]
-            speech_prompts = (PromptConfig(), ST1Recipe().prompt)
-            prompt += [text for p in speech_prompts for text in (p.template, *p.instructions)]
             labels = sorted({u.label for u in utterances if u.label})
-            _tiny_llama(folder, [u.text for u in utterances if u.text] + prompt + labels)
+            write_tiny_llama_for_texts(folder, [u.text for u in utterances if u.text] + prompt_texts() + labels)
         return str(folder), False
 
 
@@ -325,72 +229,16 @@ def _train_and_predict(recipe, name: str, outdir: Path, eval_split: str, log, pr
 
 
 def _s1_member(split_manifest: Path, corpus: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
-    """Fine-tune S1 briefly (a demo, not a recipe) and predict the evaluation split."""
-    from abhinaya.data.audio import AudioConfig
-    from abhinaya.members.s1 import S1Recipe
-    from abhinaya.models.ssl_classifier import SSLClassifierConfig
-    from abhinaya.recipes import DataConfig, PredictConfig, TrainConfig
-
+    """Fine-tune S1 briefly (recipes/ravdess/s1.yaml, lighter) and predict the evaluation split."""
     encoder, _ = _whisper(outdir.parent, log, "S1")
-    recipe = S1Recipe(
-        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(split_manifest)),
-        audio=AudioConfig(train_crop_seconds=2.0, gain_jitter_db=3.0),
-        model=SSLClassifierConfig(encoder=encoder, freeze_layers=2, head_hidden=128, head_norm="running"),
-        train=TrainConfig(epochs=epochs, batch_size=8, head_lr=2e-3, encoder_lr=5e-5, progress=progress),
-        predict=PredictConfig(speaker_norm=True),  # as recipes/ravdess/s1.yaml
-    )
+    recipe = demo_recipe("s1", manifest=split_manifest, corpus=corpus, progress=progress, epochs=epochs, encoder=encoder)
     return _train_and_predict(recipe, "s1", outdir, eval_split, log, progress)
 
 
-
-def _t1_recipe(manifest: Path, corpus: str, llm: str, progress: bool):
-    """T1 as recipes/meld/t1.yaml (zero-shot, constrained scoring), calibrated
-    on ``DEMO_T1_CALIBRATION`` training transcripts rather than 1000."""
-    from abhinaya.members.t1 import T1Config, T1Recipe
-    from abhinaya.recipes import DataConfig, TrainConfig
-
-    label_words = T1_MELD_LABEL_WORDS if corpus == "meld" else {}
-    return T1Recipe(
-        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
-        model=T1Config(
-            backend="transformers", model=llm, mode="constrained", label_words=dict(label_words),
-            calibration="train_mean", calibration_utterances=DEMO_T1_CALIBRATION, fallback_label="neutral",
-            reuse_prefix_cache=True, **T1_TEMPLATES,
-        ),
-        train=TrainConfig(batch_size=8, eval_batch_size=16, seed=0, selection_metric="macro_f1", progress=progress),
-    )
-
-
-def _t2_recipe(manifest: Path, corpus: str, llm: str, llm_layers: int, epochs: int, progress: bool):
-    """T2 as recipes/meld/t2.yaml for ``epochs`` epochs. An LLM with fewer than
-    the recipe's 24 layers (``llm_layers``) runs all of them, LoRA on the top 6
-    (or all)."""
-    from abhinaya.data.text import TextConfig
-    from abhinaya.members.t2 import T2Recipe
-    from abhinaya.models.text_classifier import LLMTextClassifierConfig
-    from abhinaya.nn.losses import LossConfig
-    from abhinaya.recipes import DataConfig, TrainConfig
-
-    layer = min(24, llm_layers)
-    return T2Recipe(
-        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
-        text=TextConfig(template="{speaker}: {text}", max_tokens=64, context_turns=3, context_tokens=64),
-        model=LLMTextClassifierConfig(
-            llm=llm, layer=layer, lora_layers=min(6, layer), lora_r=8, lora_alpha=32, lora_dropout=0.1,
-            lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], pooling="attentive", head_hidden=256,
-            dropout=0.1, head_norm="running",
-        ),
-        loss=LossConfig(name="ce"),
-        train=TrainConfig(
-            epochs=epochs, batch_size=16, encoder_lr=3e-4, head_lr=1e-3, weight_decay=0.01, warmup_ratio=0.06,
-            schedule="linear", selection_metric="weighted_f1", progress=progress,
-        ),
-    )
-
-
 def _t1_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, log, progress: bool):
-    """Run T1 (nothing trained: calibration, dev predictions) and predict the evaluation split."""
-    recipe = _t1_recipe(manifest, corpus, llm, progress)
+    """Run T1 (recipes/meld/t1.yaml; nothing trained: calibration, dev predictions) and predict the evaluation
+    split."""
+    recipe = demo_recipe("t1", manifest=manifest, corpus=corpus, progress=progress, llm=llm)
     return _train_and_predict(recipe, "t1", outdir, eval_split, log, progress)
 
 
@@ -407,65 +255,23 @@ def _whisper_layers(whisper: str) -> int:
 
 
 def _t2_member(manifest: Path, corpus: str, llm: str, outdir: Path, eval_split: str, epochs: int, log, progress: bool):
-    """Train T2 for ``epochs`` epochs and predict the evaluation split."""
-    recipe = _t2_recipe(manifest, corpus, llm, _num_layers(llm), epochs, progress)
-    return _train_and_predict(recipe, "t2", outdir, eval_split, log, progress)
-
-
-def _speech_llm_recipe(
-    member: str, manifest: Path, corpus: str, whisper: str, llm: str, llm_layers: int, epochs: int,
-    feature_cache: Path, progress: bool, whisper_layers: int = 6,
-):
-    """S2 or ST1 (``member``) as recipes/ravdess/s2.yaml or st1.yaml, for
-    ``epochs`` epochs, running the first ``SPEECH_LLM_LAYERS[member]`` of the LLM's
-    ``llm_layers`` layers (or all of a smaller LLM's), the frozen Whisper output
-    cached in ``feature_cache``."""
-    from abhinaya.members.s2 import S2Recipe, S2TrainConfig
-    from abhinaya.members.st1 import ST1Recipe
-    from abhinaya.models.speech_llm import SpeechLLMConfig
-    from abhinaya.nn.losses import LossConfig
-    from abhinaya.nn.qformer import WindowQFormerConfig
-    from abhinaya.recipes import DataConfig, PredictConfig
-
-    recipes = {
-        "s2": (S2Recipe, LossConfig(name="weighted_focal", gamma=2.0)),
-        "st1": (ST1Recipe, LossConfig(name="vs", vs_gamma=0.3, vs_tau=1.0, vs_class_weights=True)),
-    }
-    if member not in recipes:
-        raise ValueError(f"not a speech LLM member: {member!r}")
-    recipe_class, loss = recipes[member]
-    # The prompt and the audio settings are the member's own defaults (SALMONN's prompt; ST1: with the transcript).
-    return recipe_class(
-        data=DataConfig(corpus=corpus if corpus in CORPUS_LABEL_SETS else None, manifest=str(manifest)),
-        model=SpeechLLMConfig(
-            whisper=whisper, whisper_layer=min(4, whisper_layers),
-            beats=None,
-            qformer=WindowQFormerConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=1024,
-                                        window=SPEECH_LLM_WINDOW, stride=SPEECH_LLM_WINDOW,
-                                        dropout=0.0, attention_dropout=0.0, initializer_range=0.02),
-            llm=llm, layer=min(SPEECH_LLM_LAYERS[member], llm_layers), lora_r=8, lora_alpha=32, lora_dropout=0.1,
-            lora_target_modules=["q_proj", "v_proj"], output="classifier", pooling="attentive", head_hidden=256,
-            dropout=0.2, train_crop_seconds=5.0, feature_cache=str(feature_cache),
-        ),
-        loss=loss,
-        train=S2TrainConfig(
-            epochs=epochs, batch_size=8, encoder_lr=2e-4, head_lr=1e-3, connector_lr=0.0, weight_decay=0.01,
-            warmup_ratio=0.1, schedule="linear", selection_metric="macro_f1", keep="average",
-            average_epochs=min(3, epochs), progress=progress,
-        ),
-        predict=PredictConfig(speaker_norm=True),  # as the recipes
+    """Train T2 (recipes/meld/t2.yaml) for ``epochs`` epochs and predict the evaluation split."""
+    recipe = demo_recipe(
+        "t2", manifest=manifest, corpus=corpus, progress=progress, llm=llm, llm_layers=_num_layers(llm), epochs=epochs
     )
+    return _train_and_predict(recipe, "t2", outdir, eval_split, log, progress)
 
 
 def _speech_llm_member(
     member: str, manifest: Path, corpus: str, whisper: str, llm: str, outdir: Path, eval_split: str, epochs: int,
     log, progress: bool,
 ):
-    """Train S2 or ST1 (``member``) for ``epochs`` epochs and predict the evaluation split."""
+    """Train S2 or ST1 (``member``, recipes/ravdess/s2.yaml or st1.yaml) for ``epochs`` epochs and predict the
+    evaluation split."""
     features = outdir.parent / "features"  # the demo's own cache, not the user's
-    recipe = _speech_llm_recipe(
-        member, manifest, corpus, whisper, llm, _num_layers(llm), epochs, features, progress,
-        whisper_layers=_whisper_layers(whisper),
+    recipe = demo_recipe(
+        member, manifest=manifest, corpus=corpus, progress=progress, epochs=epochs, whisper=whisper,
+        whisper_layers=_whisper_layers(whisper), llm=llm, llm_layers=_num_layers(llm), feature_cache=features,
     )
     return _train_and_predict(recipe, member, outdir, eval_split, log, progress)
 

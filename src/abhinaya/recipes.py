@@ -288,31 +288,44 @@ class TrainConfig:
             raise ValueError("warmup_ratio must be in [0, 1)")
 
 
+SPEAKER_SOURCES: tuple[str, ...] = ("manifest", "filename", "folder", "none")
+
+
 @dataclass
 class PredictConfig:
     """How a trained member predicts (dev scoring during training and ``abhinaya predict`` alike).
 
     Attributes:
     speaker_norm: per-speaker normalisation of the pooled vector at the head's input. Every speaker's pooled vectors
-        are moved so that their mean becomes the training mean (``v - mean_speaker + mean_train``) before the head:
-        what is the same in all of a speaker's utterances (voice, microphone, room) is removed, what differs between
-        them (the emotion) stays. It uses the speaker's unlabelled utterances only, never a label. The speaker is the
-        manifest's ``speaker`` field; for an audio file, the speaker its name carries (RAVDESS, EmoDB), else the folder
-        it was found in. Utterances without a
-        speaker use the training mean (no change). It assumes a speaker's utterances show more than one emotion:
-        switch it off where a speaker (or folder) holds one emotion only. Members with a pooled vector and a running
-        mean at the head (S1 with ``model.head_norm``) support it.
-    speaker_norm_prior: how many utterances the training mean counts as in each speaker's mean (shrinkage): a
+        are moved so that their mean becomes the reference mean (``v - mean_speaker + mean_reference``) before the
+        head: what is the same in all of a speaker's utterances (voice, microphone, room) is removed, what differs
+        between them (the emotion) stays. It uses the speaker's unlabelled utterances only, never a label.
+        The reference is the mean pooled vector of the clean (un-augmented) training utterances under the selected
+        weights, saved in the run folder (``reference_mean.safetensors``); per-epoch dev scoring during training,
+        which selects the epoch, uses the running mean the head norm keeps instead. Utterances without a speaker
+        keep their vector, so their prediction does not depend on the other inputs. It assumes a speaker's
+        utterances show more than one emotion. Members with a pooled vector and a running mean at the head (S1
+        with ``model.head_norm``; S2 / ST1 with a classifier head) support it.
+    speaker_norm_prior: how many utterances the reference mean counts as in each speaker's mean (shrinkage): a
         speaker with ``n`` utterances is moved by ``n / (n + prior)`` of the way, so a speaker with one or two
         utterances barely moves and one with 60 nearly fully. 0 = the speaker's own mean alone.
+    speaker_from: where ``abhinaya predict`` takes the speakers from (never guessed):
+        ``manifest`` (a manifest row's ``speaker``; audio files given directly have none), ``filename`` (the
+        speaker in the file name under the run's corpus naming, RAVDESS actor or EmoDB speaker), ``folder`` (the
+        folder holding the audio file; refused where folder names read as emotion labels, as with data filed
+        ``Angry/ Happy/``), ``none`` (no grouping: normalisation does nothing). Manifest speakers whose names read
+        as emotion labels switch the normalisation off with a warning.
     """
 
     speaker_norm: bool = False
     speaker_norm_prior: float = 10.0
+    speaker_from: str = "manifest"
 
     def __post_init__(self):
         if self.speaker_norm_prior < 0:
             raise ValueError(f"speaker_norm_prior must be >= 0, got {self.speaker_norm_prior}")
+        if self.speaker_from not in SPEAKER_SOURCES:
+            raise ValueError(f"speaker_from must be one of {', '.join(SPEAKER_SOURCES)}, got {self.speaker_from!r}")
 
 
 @dataclass

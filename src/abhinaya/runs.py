@@ -9,6 +9,8 @@ A run folder is self-contained: ``predict`` needs nothing else.
       metrics.csv            one row per epoch (loss, dev metrics, seconds)
       metrics.jsonl          the same, with per-class figures
       dev_predictions.csv    predictions of the selected model on dev
+      reference_mean.safetensors  mean pooled vector of the clean training utterances (members with one), the
+                             reference that per-speaker normalisation moves each speaker to
       summary.json           what was selected, when, and how long it took
       checkpoint/            the last state, for --resume (weights, optimizer, scheduler, RNG)
       data/manifest.jsonl    the manifest, when prepared from data.root
@@ -31,7 +33,7 @@ from abhinaya.recipes import (
     read_yaml,
     write_yaml,
 )
-from abhinaya.weights.checkpoint import load_model_weights
+from abhinaya.weights.checkpoint import load_model_weights, load_tensors
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"
@@ -42,6 +44,8 @@ CURVES_PLOT = "training_curves.png"
 DEV_PREDICTIONS = "dev_predictions.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
+REFERENCE_MEAN_FILE = "reference_mean.safetensors"
+REFERENCE_MEAN_KEY = "mean"
 
 
 class RunError(ValueError):
@@ -75,11 +79,27 @@ def save_recipe(run_dir: str | Path, recipe: Recipe) -> Path:
 
 @dataclass
 class LoadedRun:
+    """A trained member rebuilt from its run folder. ``reference_mean``: the mean pooled vector ``(D,)`` of the clean
+    training utterances (``REFERENCE_MEAN_FILE``), or None where the run has none (members without a pooled vector,
+    runs trained before it was saved)."""
+
     run_dir: Path
     recipe: Recipe
     member: Member
     label_set: LabelSet
     model: torch.nn.Module
+    reference_mean: torch.Tensor | None = None
+
+
+def load_reference_mean(run_dir: str | Path) -> torch.Tensor | None:
+    """The run's reference mean ``(D,)`` for per-speaker normalisation, or None when the run folder has none."""
+    path = Path(run_dir) / REFERENCE_MEAN_FILE
+    if not path.is_file():
+        return None
+    tensors = load_tensors(path)
+    if set(tensors) != {REFERENCE_MEAN_KEY} or tensors[REFERENCE_MEAN_KEY].dim() != 1:
+        raise RunError(f"{path}: expected one 1-D tensor {REFERENCE_MEAN_KEY!r}, found {sorted(tensors)}")
+    return tensors[REFERENCE_MEAN_KEY]
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -102,7 +122,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         raise RunError(f"{run_dir}: no weights ({WEIGHTS_FILE} is missing; {done})")
     load_model_weights(model, weights, partial=member.saves_partial_state)
     model.to(device).eval()
-    return LoadedRun(run_dir, recipe, member, label_set, model)
+    return LoadedRun(run_dir, recipe, member, label_set, model, load_reference_mean(run_dir))
 
 
 def recipe_summary(recipe: Recipe) -> dict[str, Any]:

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from abhinaya.data.text import TextConfig, TextDataset, TextError, collate_text
+from abhinaya.data.text import (
+    TextConfig,
+    TextDataset,
+    TextError,
+    collate_text,
+    cut_words,
+    pad_token_ids,
+)
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 
@@ -84,3 +91,41 @@ def test_bad_settings_and_rows(tokenizer):
         TextDataset([empty], LABELS, tokenizer, TextConfig(context_turns=1))
     data = TextDataset([empty, ROWS[1]], LABELS, tokenizer, TextConfig(context_turns=1), on_error="skip")
     assert data.ids == ["b"] and data.errors and "c: no transcript" in data.errors[0]
+
+
+def test_raw_text_items_are_the_rendered_transcripts_cut_to_max_words():
+    rows = [*ROWS, Utterance("c", None, None, None, "dev", "  one two three four five ", None)]
+    data = TextDataset(rows, LABELS, None, TextConfig(template="{speaker}: {text}", max_words=3))
+    assert not data.tokenized
+    assert data.texts == ["joy: oh wow", "you: no no no", "unknown: one two three"]
+    assert data.lengths == [3, 4, 4]  # words, for length bucketing
+    assert data[2] == {"index": 2, "id": "c", "text": "unknown: one two three", "label": -1}
+    batch = collate_text([data[0], data[2]])
+    assert batch["texts"] == ["joy: oh wow", "unknown: one two three"] and batch["ids"] == ["a", "c"]
+    assert batch["labels"].tolist() == [LABELS.encode("happy"), -1] and batch["index"].tolist() == [0, 2]
+    assert "input_ids" not in batch
+
+
+def test_tokenized_datasets_keep_no_texts_and_need_a_pad_id(tokenizer):
+    data = TextDataset(ROWS, LABELS, tokenizer, TextConfig(max_words=1))
+    assert data.tokenized and words(tokenizer, data[1]["input_ids"]) == ["no"]
+    with pytest.raises(AttributeError, match="token ids"):
+        data.texts
+    with pytest.raises(ValueError, match="pad_id"):
+        collate_text(list(data))
+    with pytest.raises(ValueError, match="max_words"):
+        TextConfig(max_words=0)
+
+
+def test_cut_words():
+    assert cut_words("a  b c", 2) == "a b" and cut_words("a  b", 2) == "a  b" and cut_words("a b c", None) == "a b c"
+
+
+def test_pad_token_ids_right_and_left():
+    ids, mask = pad_token_ids([[5, 6, 7], [8], []], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    ids, mask = pad_token_ids([[5, 6], [8]], pad_id=9, side="left", width=3)
+    assert ids.tolist() == [[9, 5, 6], [9, 9, 8]] and mask.tolist() == [[0, 1, 1], [0, 0, 1]]
+    assert pad_token_ids([], pad_id=0)[0].shape == (0, 1)
+    with pytest.raises(ValueError, match="more than the width"):
+        pad_token_ids([[1, 2, 3]], pad_id=0, width=2)

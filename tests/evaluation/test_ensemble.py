@@ -110,6 +110,17 @@ def test_tiebreak_by_name_and_path(tmp_path):
         assert name in str(err.value)
     with pytest.raises(ValueError, match="out of range"):
         majority_vote(members, tiebreak=4)
+    # an index as the command line gives it
+    assert majority_vote(members, tiebreak="2").labels == ["angry"]
+    with pytest.raises(ValueError, match="out of range"):
+        majority_vote(members, tiebreak="4")
+
+
+def test_tiebreak_path_given_another_way_than_the_tables(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    members = [table(["x"], [label], source=f"./{name}.csv") for label, name in zip(["happy", "sad"], ["a", "b"])]
+    assert majority_vote(members, tiebreak=str(tmp_path / "b.csv")).labels == ["sad"]
+    assert majority_vote(members, tiebreak="b.csv").labels == ["sad"]
 
 
 def test_tiebreak_stem_shared_by_two_members_is_ambiguous(tmp_path):

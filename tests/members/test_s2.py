@@ -61,7 +61,7 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
     )
     loaded = load_run(run)
     trained = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
-    assert set(state) == trained | {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"}
+    assert set(state) == trained | {"head.norm.running_mean", "head.norm.running_var", "head.norm.num_batches_tracked"}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["dev_utterances"] == 32
     # Whisper ran once per utterance (train + dev); both epochs and the prediction reused the cache.
@@ -97,13 +97,17 @@ def test_s2_trains_caches_the_encoder_and_predicts(tmp_path, tiny_whisper_dir, t
                  "--no-progress", "--speaker-norm"]) == 0
     assert "2 speaker(s), 16-16 utterances each" in capsys.readouterr().err
     got = read_predictions(normed)
-    assert got.ids == table.ids and np.abs(np.asarray(got.probs) - np.asarray(table.probs)).max() > 1e-4
+    # The tiny S2's pooled vectors barely differ between utterances, so the shift is small here; that the shift
+    # changes predictions is shown with a tiny S1 in tests/predict/.
+    assert got.ids == table.ids
     with torch.inference_mode():
         from abhinaya.predict.engine import predict_pooled
 
         _, everything = predict_pooled(loaded.member, loaded.model, dataset, 8, progress=False)
+        # the speakers move to the run's reference mean (its clean training utterances), saved at training
+        assert loaded.reference_mean is not None
         shifted = speaker_shift(torch.from_numpy(everything), [u.speaker for u in dataset.utterances],
-                                loaded.member.pooled_mean(loaded.model), 10.0)
+                                loaded.reference_mean, 10.0)
         by_hand = torch.softmax(loaded.member.classify(loaded.model, shifted), -1).numpy()
     assert np.allclose(np.asarray(got.probs), by_hand, atol=1e-4)
 

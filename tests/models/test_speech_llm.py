@@ -97,7 +97,7 @@ def test_rebuilt_from_its_config_with_the_trained_part_gives_the_same_logits():
     run(model, torch.randn(3, 9000), torch.tensor([9000, 7000, 5000]))  # moves the head's running statistics
     model.eval()
     state = model.trainable_state_dict()
-    assert {"head.0.running_mean", "head.0.running_var"} <= set(state)
+    assert {"head.norm.running_mean", "head.norm.running_var"} <= set(state)
     # The frozen parts come from the same "pretrained" weights; only the trained part is loaded.
     torch.manual_seed(0)
     rebuilt = SpeechLLM(model.config).eval()
@@ -105,6 +105,18 @@ def test_rebuilt_from_its_config_with_the_trained_part_gives_the_same_logits():
     assert not unexpected and all(k not in state for k in missing)
     waves, lengths = torch.randn(2, 12000), torch.tensor([12000, 9000])
     torch.testing.assert_close(run(rebuilt, waves, lengths), run(model, waves, lengths))
+    # Runs saved before pooling, norm and MLP became one head module load too.
+    earlier = {"head.pooling.": "pooling.", "head.norm.": "head.0.", "head.fc1.": "head.2.", "head.fc2.": "head.5."}
+    old_state = {}
+    for key, value in state.items():
+        new = next((n for n in earlier if key.startswith(n)), None)
+        old_state[key if new is None else earlier[new] + key[len(new) :]] = value
+    assert {"pooling.attention.0.weight", "head.0.running_mean", "head.2.weight", "head.5.bias"} <= set(old_state)
+    torch.manual_seed(0)
+    from_old = SpeechLLM(model.config).eval()
+    missing, unexpected = from_old.load_state_dict(old_state, strict=False)
+    assert not unexpected and all(k not in state for k in missing)
+    torch.testing.assert_close(run(from_old, waves, lengths), run(model, waves, lengths))
 
 
 def test_feature_cache_gives_the_same_logits_and_skips_the_encoder(tmp_path, monkeypatch):
@@ -262,10 +274,10 @@ def test_content_mask_marks_the_speech_and_transcript_tokens_only():
 def test_head_standardises_per_dimension_and_takes_a_batch_of_one_in_training():
     model = tiny_model().train()
     assert run(model, torch.randn(1, 8000), torch.tensor([8000])).shape == (1, 4)
-    assert isinstance(model.head[0], RunningStandardize)
-    assert isinstance(tiny_model(head_norm="batch").head[0], BatchStandardize)
+    assert isinstance(model.head.norm, RunningStandardize)
+    assert isinstance(tiny_model(head_norm="batch").head.norm, BatchStandardize)
     layer_norm = tiny_model(head_norm="layer")
-    assert isinstance(layer_norm.head[0], torch.nn.LayerNorm)
+    assert isinstance(layer_norm.head.norm, torch.nn.LayerNorm)
     with pytest.raises(ValueError, match="head_norm"):
         tiny_model(head_norm="group")
 

@@ -2,7 +2,6 @@ import dataclasses
 import sys
 import types
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY_WAVLM, TINY_WHISPER
@@ -61,31 +60,6 @@ def test_padding_does_not_change_logits(kind, short, long):
     torch.testing.assert_close(together_noisy, together, rtol=0, atol=1e-5)
 
 
-def test_whisper_log_mel_matches_feature_extractor():
-    from transformers import WhisperFeatureExtractor
-
-    model = make_model("whisper")
-    waves, lengths = batch([8250], seed=5)
-    mel, frames = model.log_mel(waves, lengths)
-    assert frames.tolist() == [8250 // 160]
-    reference = WhisperFeatureExtractor(feature_size=80)(waves[0].numpy(), sampling_rate=16000, return_tensors="np")
-    expected = reference["input_features"][0, :, : frames[0]]
-    assert mel.shape == (1, 80, frames[0])
-    np.testing.assert_allclose(mel[0].numpy(), expected, atol=2e-4)
-
-
-def test_whisper_log_mel_ignores_the_padding():
-    model = make_model("whisper")
-    # 8180 samples: the last frame's window reaches 20 samples past the end of the utterance.
-    waves, lengths = batch([8180, 12000], seed=6)
-    waves[0, 8180:] = torch.randn(12000 - 8180)
-    mel, frames = model.log_mel(waves, lengths)
-    alone, alone_frames = model.log_mel(waves[:1, :8180], lengths[:1])
-    assert frames.tolist() == [51, 75] and alone_frames.tolist() == [51]
-    torch.testing.assert_close(mel[0, :, :51], alone[0], rtol=0, atol=1e-6)
-    assert torch.all(mel[0, :, 51:] == 0)
-
-
 def test_whisper_path_matches_stock_encoder_on_a_full_window():
     model = make_model("whisper").eval()
     mel = torch.randn(1, 80, 3000)
@@ -128,7 +102,7 @@ def test_whisper_input_over_30_s_is_an_error_or_cropped():
 
 
 def _grad_status(model, waves, lengths):
-    attention = getattr(model.pooling, "attention", None)
+    attention = getattr(model.head.pooling, "attention", None)
     if attention is not None:
         # A new attentive pooling starts uniform (zero scorer), where its first layer has no gradient yet by design;
         # move it off uniform as one training step would, so every trainable parameter is checked.
@@ -161,7 +135,7 @@ def _trainable(status, prefix):
             ["encoder.conv1.", "encoder.layers.0."],
             ["encoder.layers.1.", "encoder.layer_norm."],
         ),
-        ("whisper", {"freeze": "encoder"}, ["encoder."], ["layer_weights", "pooling.", "head."]),
+        ("whisper", {"freeze": "encoder"}, ["encoder."], ["layer_weights", "head.pooling.", "head."]),
         ("wavlm", {}, ["encoder.feature_extractor."], ["encoder.feature_projection.", "encoder.encoder.layers.0."]),
         (
             "wavlm",
@@ -178,7 +152,7 @@ def test_gradients_reach_exactly_the_trainable_parameters(kind, overrides, froze
     status = _grad_status(model, waves, lengths)
     for prefix in frozen:
         assert _trainable(status, prefix) == {False}, prefix
-    for prefix in trainable + ["head.", "pooling."]:
+    for prefix in trainable + ["head.", "head.pooling."]:
         assert _trainable(status, prefix) == {True}, prefix
     # Frozen parts stay in eval mode while the model trains.
     for name, module in model.named_modules():
@@ -225,7 +199,7 @@ def test_weighted_sum_uses_softmax_of_layer_weights():
 
 def test_mean_std_pooling_option():
     model = make_model("whisper", pooling="mean_std").eval()
-    assert not list(model.pooling.parameters())
+    assert not list(model.head.pooling.parameters())
     with torch.no_grad():
         assert model(*batch([4000, 3000])).shape == (2, 8)
 
@@ -235,10 +209,10 @@ def test_head_norm_standardises_the_pooled_vector_with_training_statistics():
     normed = make_model("whisper", seed=4, head_norm="running")
     # The head keeps its parameter names, so runs saved without a head norm still load.
     assert {k for k in plain.state_dict() if k.startswith("head.")} == {
-        k for k in normed.state_dict() if k.startswith("head.")
+        k for k in normed.state_dict() if k.startswith("head.") and not k.startswith("head.norm.")
     }
-    assert {k for k in normed.state_dict() if k.startswith("head_norm.")} >= {
-        "head_norm.running_mean", "head_norm.running_var"
+    assert {k for k in normed.state_dict() if k.startswith("head.norm.")} >= {
+        "head.norm.running_mean", "head.norm.running_var"
     }
     waves, lengths = batch([6000, 5000, 4000, 3000], seed=5)
     normed.train()
@@ -248,8 +222,8 @@ def test_head_norm_standardises_the_pooled_vector_with_training_statistics():
     with torch.no_grad():
         pooled = normed.embed(waves, lengths)
         # One batch seen: the running mean is that batch's mean of the pooled vectors.
-        torch.testing.assert_close(normed.head_norm.running_mean, pooled.mean(dim=0), rtol=1e-4, atol=1e-5)
-        expected = normed.head(normed.head_norm(pooled))
+        torch.testing.assert_close(normed.head.norm.running_mean, pooled.mean(dim=0), rtol=1e-4, atol=1e-5)
+        expected = normed.head.fc2(normed.head.activation(normed.head.fc1(normed.head.norm(pooled))))
         torch.testing.assert_close(normed(waves, lengths), expected)
         # At inference each row is normalised alone: batch composition does not matter.
         torch.testing.assert_close(normed(waves[:1, :6000], lengths[:1])[0], expected[0], rtol=0, atol=1e-4)
@@ -427,3 +401,28 @@ def test_spec_augment_masks_whisper_input_in_training_only(monkeypatch):
 def test_spec_augment_on_a_wav2vec2_family_encoder_is_an_error():
     with pytest.raises(ValueError, match="mask_time_prob"):
         make_model("wavlm", spec_augment=SpecAugmentConfig(time_masks=1))
+
+
+def test_runs_saved_before_the_shared_head_still_load(tmp_path):
+    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
+
+    earlier = {"head.pooling.": "pooling.", "head.norm.": "head_norm.", "head.fc1.": "head.0.", "head.fc2.": "head.3."}
+
+    def old_name(key):
+        for new, old in earlier.items():
+            if key.startswith(new):
+                return old + key[len(new) :]
+        return key
+
+    source = make_model("whisper", seed=1, head_norm="running").eval()
+    old_state = {old_name(k): v for k, v in source.state_dict().items()}
+    assert {"pooling.attention.0.weight", "head_norm.running_mean", "head.0.weight", "head.3.bias"} <= set(old_state)
+    waves, lengths = batch([5000, 3000])
+    target = make_model("whisper", seed=2, head_norm="running").eval()
+    target.load_state_dict(old_state, strict=True)
+    from_file = make_model("whisper", seed=3, head_norm="running").eval()
+    load_model_weights(from_file, save_tensors(tmp_path / "model.safetensors", old_state))
+    with torch.no_grad():
+        expected = source(waves, lengths)
+        torch.testing.assert_close(target(waves, lengths), expected, rtol=0, atol=0)
+        torch.testing.assert_close(from_file(waves, lengths), expected, rtol=0, atol=0)

@@ -1,11 +1,8 @@
 import pytest
 import torch
 
-from abhinaya.models.text_classifier import (
-    LLMTextClassifier,
-    LLMTextClassifierConfig,
-    _config_dict,
-)
+from abhinaya.models.llm import llm_config_dict
+from abhinaya.models.text_classifier import LLMTextClassifier, LLMTextClassifierConfig
 
 
 def make_model(tiny_llama_dir, **overrides) -> LLMTextClassifier:
@@ -13,7 +10,7 @@ def make_model(tiny_llama_dir, **overrides) -> LLMTextClassifier:
 
     torch.manual_seed(0)
     base = AutoModel.from_pretrained(tiny_llama_dir)
-    config = LLMTextClassifierConfig(llm=str(tiny_llama_dir), llm_config=_config_dict(base.config), num_labels=4)
+    config = LLMTextClassifierConfig(llm=str(tiny_llama_dir), llm_config=llm_config_dict(base.config), num_labels=4)
     for key, value in overrides.items():
         setattr(config, key, value)
     config.__post_init__()
@@ -87,7 +84,7 @@ def test_frozen_cache_is_exact_and_used(tiny_llama_dir):
 
 def test_gradients_reach_only_lora_of_the_adapted_layers_and_the_head(tiny_llama_dir):
     model = make_model(tiny_llama_dir, lora_layers=2)
-    torch.nn.init.normal_(model.pooling.attention[2].weight, std=0.1)  # off uniform, as after a step
+    torch.nn.init.normal_(model.head.pooling.attention[2].weight, std=0.1)  # off uniform, as after a step
     model.train()
     assert not any(layer.training for layer in list(model.llm.layers)[:1])
     ids, mask = batch(ROWS)
@@ -161,14 +158,14 @@ def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
     from abhinaya.weights.checkpoint import load_model_weights, save_tensors
 
     model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
-    assert isinstance(model.head[0], RunningStandardize)
+    assert isinstance(model.head.norm, RunningStandardize)
     ids, mask = batch(ROWS)
     model.train()
     for _ in range(3):
         model(ids, mask)  # updates the running statistics
     state = model.trainable_state_dict()
-    assert {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"} <= set(state)
-    assert int(state["head.0.num_batches_tracked"]) == 3
+    assert {"head.norm.running_mean", "head.norm.running_var", "head.norm.num_batches_tracked"} <= set(state)
+    assert int(state["head.norm.num_batches_tracked"]) == 3
     import tempfile
     from pathlib import Path
 
@@ -176,7 +173,7 @@ def test_running_head_norm_statistics_are_saved_and_reloaded(tiny_llama_dir):
         path = save_tensors(Path(folder) / "model.safetensors", state)
         fresh = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
         load_model_weights(fresh, path, partial=True)
-    torch.testing.assert_close(fresh.head[0].running_var, model.head[0].running_var)
+    torch.testing.assert_close(fresh.head.norm.running_var, model.head.norm.running_var)
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(ids, mask), model.eval()(ids, mask))
     with pytest.raises(ValueError, match="head_norm"):
@@ -194,10 +191,50 @@ def test_pool_mask_pools_only_the_utterance_and_keeps_padding_invariance(tiny_ll
         hidden = model.hidden_states(ids, mask)
         own = hidden[0, 3:5].float()
         std = (own.pow(2).mean(0) - own.mean(0).pow(2)).clamp(min=1e-5).sqrt()
-        expected = model.head(torch.cat([own.mean(0), std])[None])
+        expected = model.head.classify(torch.cat([own.mean(0), std])[None])
         torch.testing.assert_close(logits[0], expected[0], rtol=1e-4, atol=1e-5)
         # The context still matters: the utterance's states depend on the tokens before it.
         alone_ids, alone_mask = batch([ROWS[0][3:]])
         assert not torch.allclose(model(alone_ids, alone_mask)[0], logits[0])
         single = model(ids[:1, :5], mask[:1, :5], pool[:1, :5])
         torch.testing.assert_close(single[0], logits[0], rtol=1e-4, atol=1e-5)
+
+
+def test_runs_saved_before_the_shared_head_still_load(tiny_llama_dir, tmp_path):
+    from abhinaya.weights.checkpoint import load_model_weights, save_tensors
+
+    earlier = {"head.pooling.": "pooling.", "head.norm.": "head.0.", "head.fc1.": "head.2.", "head.fc2.": "head.5."}
+
+    def old_name(key):
+        for new, old in earlier.items():
+            if key.startswith(new):
+                return old + key[len(new) :]
+        return key
+
+    model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    model.train()
+    model(*batch(ROWS))  # moves the running statistics
+    old_state = {old_name(k): v for k, v in model.trainable_state_dict().items()}
+    assert {"pooling.attention.0.weight", "head.0.running_mean", "head.2.weight", "head.5.bias"} <= set(old_state)
+    fresh = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
+    load_model_weights(fresh, save_tensors(tmp_path / "model.safetensors", old_state), partial=True)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(*batch(ROWS)), model.eval()(*batch(ROWS)), rtol=0, atol=0)
+
+
+def test_embed_then_classify_is_forward_and_pooled_mean_follows_the_norm(tiny_llama_dir):
+    model = make_model(tiny_llama_dir, lora_layers=1, head_norm="running")
+    ids, mask = batch(ROWS)
+    model.train()
+    model(ids, mask)
+    model.eval()
+    with torch.no_grad():
+        pooled = model.embed(ids, mask)
+        assert pooled.shape == (3, 2 * model.hidden_size)
+        torch.testing.assert_close(model.classify(pooled), model(ids, mask), rtol=0, atol=0)
+    assert model.pooled_mean() is model.head.norm.running_mean
+    assert make_model(tiny_llama_dir, lora_layers=1, head_norm="layer").pooled_mean() is None

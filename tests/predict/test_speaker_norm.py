@@ -9,12 +9,10 @@ import yaml
 from abhinaya.cli import main
 from abhinaya.corpora import speaker_from_file_name
 from abhinaya.manifest import read_manifest
-from abhinaya.predict.inputs import gather_inputs
 from abhinaya.predict.speaker_norm import speaker_counts, speaker_shift
 from abhinaya.predictions import read_predictions
 from abhinaya.recipes import PredictConfig
 from abhinaya.runs import load_recipe, load_run
-from abhinaya.testing.dummies import make_dummy_ravdess
 from abhinaya.train import loop as training
 
 
@@ -51,50 +49,55 @@ def test_speaker_shift_rejects_mismatched_inputs():
         PredictConfig(speaker_norm_prior=-1)
 
 
-def test_audio_speakers_come_from_the_corpus_naming_else_the_folder(tmp_path):
-    corpus = make_dummy_ravdess(tmp_path / "ravdess", actors=(1, 2), statements=("01",))
-    utterances = gather_inputs([corpus])
-    assert {u.speaker for u in utterances} == {str(corpus / "Actor_01"), str(corpus / "Actor_02")}
-    single = next((corpus / "Actor_01").iterdir())
-    assert gather_inputs([single])[0].speaker is None
-    # a run trained on RAVDESS reads the actor from the file name, however the files are given
-    assert {u.speaker for u in gather_inputs([corpus], corpus="ravdess")} == {"01", "02"}
-    assert gather_inputs([single], corpus="ravdess")[0].speaker == "01"
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    (flat / "03-01-05-01-02-01-21.wav").write_bytes(single.read_bytes())
-    (flat / "my_recording.wav").write_bytes(single.read_bytes())
-    assert {u.id: u.speaker for u in gather_inputs([flat], corpus="ravdess")} == {
-        "03-01-05-01-02-01-21": "21", "my_recording": str(flat)
-    }
-    assert {u.speaker for u in gather_inputs([flat], corpus="emodb")} == {str(flat)}
+def test_speaker_counts_ignore_utterances_without_a_speaker():
+    assert speaker_counts([None, "a", None]) == {"a": 1}
     assert speaker_from_file_name("emodb", "03a01Fa") == "03"
     assert speaker_from_file_name("msp-podcast", "MSP-PODCAST_0001_0008") is None
 
 
-def _recipe(path, tiny_whisper_dir, root, **model):
-    recipe = {
-        "member": "s1",
-        "data": {"corpus": "ravdess", "root": str(root), "dev_speakers": ["04"], "test_speakers": ["05"]},
-        "audio": {"train_crop_seconds": 0.5},
-        "model": {"encoder": str(tiny_whisper_dir), "attention_dim": 8, "head_hidden": 16, "freeze_layers": 1,
-                  "head_norm": "running", **model},
-        "train": {"epochs": 1, "batch_size": 8, "head_lr": 5e-3, "encoder_lr": 1e-3, "progress": False},
-        "predict": {"speaker_norm": True, "speaker_norm_prior": 2.0},
-    }
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+def _by_hand(run, utterances, speakers, reference, prior):
+    """Probabilities computed item by item: pooled vectors, shrunk speaker means moved to ``reference``, head."""
+    member, model = run.member, run.model.eval()
+    dataset = member.dataset(utterances, None, train=False)
+    with torch.inference_mode():
+        pooled = torch.cat([member.embed(model, member.collate([dataset[i]])) for i in range(len(dataset))])
+        shifted = pooled.clone()
+        for name in sorted(set(speakers)):
+            rows = [i for i, s in enumerate(speakers) if s == name]
+            shrunk = (len(rows) * pooled[rows].mean(0) + prior * reference) / (len(rows) + prior)
+            shifted[rows] = pooled[rows] - shrunk + reference
+        return (torch.softmax(member.classify(model, shifted), -1).numpy(),
+                torch.softmax(member.classify(model, pooled), -1).numpy())
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_dummy_ravdess(tmp_path_factory.mktemp("corpus") / "ravdess", actors=(1, 2, 3, 4, 5))
+def test_training_saves_the_mean_of_the_clean_training_vectors(speaker_norm_run):
+    from abhinaya.predict.engine import predict_pooled
+    from abhinaya.runs import REFERENCE_MEAN_FILE
+
+    run_dir = speaker_norm_run
+    assert (run_dir / REFERENCE_MEAN_FILE).is_file()
+    run = load_run(run_dir)
+    train = [u for u in read_manifest(run_dir / "data" / "splits.jsonl") if u.split == "train"]
+    _, pooled = predict_pooled(run.member, run.model, run.member.dataset(train, None, train=False), 4, progress=False)
+    assert run.reference_mean.shape == (pooled.shape[1],)
+    assert torch.allclose(run.reference_mean, torch.from_numpy(pooled).mean(0), atol=1e-5)
+    # not the head's running mean (an average over augmented training crops)
+    assert not torch.allclose(run.reference_mean, run.member.pooled_mean(run.model), atol=1e-4)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["reference_mean_utterances"] == len(train) == 48
+    assert summary["reference_mean_seconds"] >= 0
+    assert "clean training utterances" in (run_dir.parent / "train.log").read_text()
+
+    # the run folder's dev predictions are made with the reference, as predict makes them
+    dev = [u for u in read_manifest(run_dir / "data" / "splits.jsonl") if u.split == "dev"]
+    by_hand, _ = _by_hand(run, dev, [u.speaker for u in dev], run.reference_mean, 2.0)
+    saved = read_predictions(run_dir / "dev_predictions.csv")
+    order = [saved.ids.index(u.id) for u in dev]
+    assert saved.probs[order] == pytest.approx(by_hand, abs=1e-4)
 
 
-def test_predict_moves_each_speaker_to_the_training_mean(tmp_path, tiny_whisper_dir, corpus, capsys):
-    recipe = _recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus)
-    run_dir = tmp_path / "run"
-    training.train(load_recipe(recipe), run_dir, log=lambda _: None)
+def test_predict_moves_each_speaker_to_the_reference_mean(tmp_path, speaker_norm_run, capsys):
+    run_dir = speaker_norm_run
     # the saved config carries the setting, so predict follows it without being told
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["predict"]["speaker_norm"] is True
 
@@ -114,26 +117,14 @@ def test_predict_moves_each_speaker_to_the_training_mean(tmp_path, tiny_whisper_
 
     # the same figures by hand: pooled vectors, shrunk speaker means, head
     run = load_run(run_dir)
-    model = run.model.eval()
-    dataset = run.member.dataset(test, None, train=False)
-    with torch.inference_mode():
-        pooled = torch.stack([model.embed(item["waveform"][None], torch.tensor([len(item["waveform"])]))[0]
-                              for item in (dataset[i] for i in range(len(dataset)))])
-        reference = model.head_norm.running_mean
-        expected = torch.empty_like(pooled)
-        for name in ("x", "y"):
-            rows = [i for i, u in enumerate(test) if u.speaker == name]
-            shrunk = (len(rows) * pooled[rows].mean(0) + 2.0 * reference) / (len(rows) + 2.0)
-            expected[rows] = pooled[rows] - shrunk + reference
-        by_hand = torch.softmax(model.classify(expected), -1).numpy()
-        unshifted = torch.softmax(model.classify(pooled), -1).numpy()
+    by_hand, unshifted = _by_hand(run, test, [u.speaker for u in test], run.reference_mean, 2.0)
     got, got_plain = read_predictions(normed), read_predictions(plain)
     assert got.ids == [u.id for u in test]
     assert got.probs == pytest.approx(by_hand, abs=1e-4)
     assert got_plain.probs == pytest.approx(unshifted, abs=1e-4)
     assert abs(got.probs - got_plain.probs).max() > 1e-3  # the normalisation did change something
 
-    # a file given by itself, with no speaker in its name: said so, and predicted as without the normalisation
+    # a file given by itself has no speaker: said so, and predicted as without the normalisation
     lone = tmp_path / "lone.wav"
     lone.write_bytes(open(test[0].audio, "rb").read())
     capsys.readouterr()
@@ -144,7 +135,40 @@ def test_predict_moves_each_speaker_to_the_training_mean(tmp_path, tiny_whisper_
     assert read_predictions(tmp_path / "lone.csv").probs == pytest.approx(read_predictions(lone_plain).probs, abs=1e-5)
 
 
-def test_speaker_norm_without_a_training_mean_is_a_clear_error(tmp_path, tiny_whisper_dir, corpus):
-    recipe = _recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, head_norm=None)
+def test_a_run_without_a_reference_mean_falls_back_to_the_running_mean(tmp_path, speaker_norm_run, capsys):
+    import shutil
+
+    from abhinaya.runs import REFERENCE_MEAN_FILE
+
+    old = tmp_path / "old-run"
+    shutil.copytree(speaker_norm_run, old)
+    (old / REFERENCE_MEAN_FILE).unlink()
+    run = load_run(old)
+    assert run.reference_mean is None
+    test = [u for u in read_manifest(old / "data" / "splits.jsonl") if u.split == "test"]
+    capsys.readouterr()
+    assert main(["predict", str(old), str(old / "data" / "splits.jsonl"), "--split", "test",
+                 "-o", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if REFERENCE_MEAN_FILE in line]
+    assert len(notes) == 1 and "running mean" in notes[0]
+    by_hand, _ = _by_hand(run, test, [u.speaker for u in test], run.member.pooled_mean(run.model), 2.0)
+    assert read_predictions(tmp_path / "p.csv").probs == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_classify_pooled_needs_its_reference(speaker_norm_run):
+    from abhinaya.predict.engine import classify_pooled
+
+    run = load_run(speaker_norm_run)
+    pooled = torch.zeros(2, run.reference_mean.shape[0]).numpy()
+    with pytest.raises(ValueError, match="reference"):
+        classify_pooled(run.member, run.model, pooled, ["a", "a"], PredictConfig(speaker_norm=True), None)
+    config = PredictConfig(speaker_norm=True, speaker_norm_prior=0.0)
+    # prior 0: the speaker's mean becomes the reference, the two rows keep their difference
+    probs = classify_pooled(run.member, run.model, pooled + [[0.0], [1.0]], ["a", "a"], config, run.reference_mean)
+    assert probs.shape == (2, len(run.label_set)) and probs[0] != pytest.approx(probs[1])
+
+
+def test_speaker_norm_without_a_training_mean_is_a_clear_error(tmp_path, tiny_whisper_dir, corpus, speaker_norm_recipe):
+    recipe = speaker_norm_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, head_norm=None)
     with pytest.raises(training.TrainingError, match="head_norm"):
         training.train(load_recipe(recipe), tmp_path / "run", log=lambda _: None)

@@ -12,7 +12,9 @@ from abhinaya.predictions import read_predictions
 from abhinaya.runs import load_recipe
 from abhinaya.testing.dummies import make_dummy_ravdess
 from abhinaya.train import loop as training
-from abhinaya.train.loop import balanced_subset, lr_multiplier
+from abhinaya.train import selection, state
+from abhinaya.train.loop import lr_multiplier
+from abhinaya.train.selection import balanced_subset
 
 
 def write_recipe(path, tiny_whisper_dir, root, **train):
@@ -30,7 +32,7 @@ def write_recipe(path, tiny_whisper_dir, root, **train):
 
 def interrupt_then_resume(monkeypatch, recipe_path, run_dir, dies_at_dev_evaluation: int) -> dict:
     """Train until the given dev evaluation (1-based) raises KeyboardInterrupt, then resume the run to its end."""
-    real = training.predict_probabilities
+    real = selection.predict_probabilities
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -39,10 +41,10 @@ def interrupt_then_resume(monkeypatch, recipe_path, run_dir, dies_at_dev_evaluat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "predict_probabilities", interrupted)
+    monkeypatch.setattr(selection, "predict_probabilities", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.train(load_recipe(recipe_path), run_dir, log=lambda _: None)
-    monkeypatch.setattr(training, "predict_probabilities", real)
+    monkeypatch.setattr(selection, "predict_probabilities", real)
     return training.train(load_recipe(recipe_path), run_dir, resume=True, log=lambda _: None)
 
 
@@ -142,14 +144,14 @@ def test_keep_average_keeps_the_mean_of_the_last_epochs_and_resumes(
     from safetensors.torch import load_file
 
     snapshots = []
-    real_save = training.save_tensors
+    real_save = state.save_tensors
 
     def recording(path, tensors):
         if path.name == "model.safetensors" and path.parent.name == "checkpoint":  # one per epoch end
             snapshots.append({k: v.clone() for k, v in tensors.items()})
         return real_save(path, tensors)
 
-    monkeypatch.setattr(training, "save_tensors", recording)
+    monkeypatch.setattr(state, "save_tensors", recording)
     recipe_path = write_recipe(
         tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3, keep="average", average_epochs=2
     )
@@ -181,14 +183,14 @@ def test_probe_epochs_hold_the_encoder_then_release_it(tmp_path, tiny_whisper_di
     from safetensors.torch import load_file
 
     snapshots = []
-    real = training.save_tensors
+    real = state.save_tensors
 
     def recording(path, tensors):
         if path.parent.name == "checkpoint":  # one per epoch end
             snapshots.append({k: v.clone() for k, v in tensors.items()})
         return real(path, tensors)
 
-    monkeypatch.setattr(training, "save_tensors", recording)
+    monkeypatch.setattr(state, "save_tensors", recording)
     recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=3, probe_epochs=1)
     training.train(load_recipe(recipe_path), tmp_path / "run", log=lambda _: None)
     assert len(snapshots) == 3
@@ -224,15 +226,15 @@ def test_resume_before_the_first_checkpoint_starts_afresh_from_the_pretrained_en
 ):
     recipe_path = write_recipe(tmp_path / "s1.yaml", tiny_whisper_dir, corpus, epochs=2)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
-    real = training.save_tensors
+    real = state.save_tensors
 
     def dies_at_first_checkpoint(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_tensors", dies_at_first_checkpoint)
+    monkeypatch.setattr(state, "save_tensors", dies_at_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
-    monkeypatch.setattr(training, "save_tensors", real)
+    monkeypatch.setattr(state, "save_tensors", real)
     assert (tmp_path / "cut" / "config.yaml").is_file()
     assert not (tmp_path / "cut" / "checkpoint" / "state.safetensors").exists()
 

@@ -122,6 +122,11 @@ class AudioDataset(Dataset):
     file can be processed; indices refer to the remaining utterances. Scanning
     fills the cache when ``cache_audio`` is on, so it is not wasted work.
 
+    Long audio at inference. A file longer than ``max_eval_seconds`` is cut to
+    its beginning; each such file gets one line in ``notes`` once decoded
+    (``"PATH: 42.0 s long; only the first 30.0 s are used"``), so that callers
+    can say so.
+
     Randomness. Training items draw their crop, gain and noise from a generator
     seeded by ``(seed, epoch, index)``; call ``set_epoch`` at the start of each
     epoch. DataLoader workers get a copy of the dataset when an epoch's iterator
@@ -149,6 +154,9 @@ class AudioDataset(Dataset):
         self.epoch = 0
         self.on_error = on_error
         self.errors: list[str] = []
+        # At inference: "PATH: 42.0 s long; only the first 30.0 s are used" for each file cut to max_eval_seconds.
+        self.notes: list[str] = []
+        self._noted: set[str] = set()
         self._cache: dict[str, np.ndarray] = {}
         self._num_samples: dict[str, int] = {}
         self._lengths: list[int] | None = None
@@ -253,6 +261,12 @@ class AudioDataset(Dataset):
         if wave is None:
             wave = load_audio(utt.audio, self.config.sample_rate, min_duration=self.config.min_seconds)
             self._num_samples[utt.audio] = int(wave.shape[0])
+            if not self.train and wave.shape[0] > self.config.max_eval_samples and utt.audio not in self._noted:
+                self._noted.add(utt.audio)
+                self.notes.append(
+                    f"{utt.audio}: {wave.shape[0] / self.config.sample_rate:.1f} s long; only the first "
+                    f"{self.config.max_eval_seconds:.1f} s are used"
+                )
             if self.config.cache_audio:
                 self._cache[utt.audio] = wave
         return wave

@@ -149,9 +149,12 @@ def _member_names(tables: Sequence[PredictionTable]) -> str:
 
 
 def _resolve_member(tables: Sequence[PredictionTable], member: int | str | os.PathLike) -> int:
-    """Index of the member named by ``member``: an index, a source path or a file stem."""
+    """Index of the member named by ``member``: an index (an int, or a string of digits as the command line gives
+    it), a source path (as given or resolved) or a file stem."""
     if isinstance(member, (bool, np.bool_)):
         raise TypeError("tiebreak must be a member index or name, not a bool")
+    if isinstance(member, str) and member.isdigit():
+        member = int(member)
     if isinstance(member, (int, np.integer)):
         if not 0 <= int(member) < len(tables):
             raise ValueError(f"tiebreak index {member} out of range for {len(tables)} tables ({_member_names(tables)})")

@@ -3,8 +3,8 @@
 A member is one classifier of the ensemble (S1, S2, T1, T2, ST1). Its module
 in this package holds everything specific to it: the recipe dataclass (the
 sections its YAML may have), how the model is built, how utterances become
-batches, and how a batch becomes logits. The loop in ``training.py`` and the
-inference in ``inference.py`` know nothing else about it.
+batches, and how a batch becomes logits. The training loop (``train/``) and
+prediction (``predict/``) know nothing else about it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,23 @@ class Member:
 
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
+        self._tokenizer = None
+
+    @property
+    def llm_name(self) -> str | None:
+        """The language model whose tokenizer the member's data needs (a folder or an offline name), or None."""
+        return None
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of ``llm_name``, loaded on first use and kept."""
+        if self._tokenizer is None:
+            if self.llm_name is None:
+                raise AttributeError(f"member {self.name} has no language model tokenizer")
+            from abhinaya.weights.llm import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.llm_name)
+        return self._tokenizer
 
     def build(self, label_set: LabelSet, pretrained: bool) -> tuple[torch.nn.Module, Recipe]:
         """The model with ``len(label_set)`` outputs, and the recipe resolved for it: a copy of ``self.recipe`` that

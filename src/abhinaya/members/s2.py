@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from abhinaya.data.audio import AudioConfig, AudioDataset, collate_audio
-from abhinaya.data.text import transcript_of
+from abhinaya.data.text import TextError, pad_token_ids, transcript_of
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.members.base import Member, unwrap
@@ -147,14 +147,6 @@ class PromptedAudioDataset:
         return item
 
 
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    table = torch.full((len(rows), max(1, int(lengths.max()))), pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        table[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return table, lengths
-
-
 class S2Member(Member):
     name = "s2"
     recipe_class = S2Recipe
@@ -163,17 +155,9 @@ class S2Member(Member):
 
     recipe: S2Recipe
 
-    def __init__(self, recipe: S2Recipe):
-        super().__init__(recipe)
-        self._tokenizer = None
-
     @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from abhinaya.models.llm import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.recipe.model.llm)
-        return self._tokenizer
+    def llm_name(self) -> str:
+        return self.recipe.model.llm
 
     def build(self, label_set: LabelSet, pretrained: bool) -> tuple[SpeechLLM, S2Recipe]:
         config = replace(self.recipe.model, num_labels=len(label_set))
@@ -194,10 +178,12 @@ class S2Member(Member):
             return list(utterances), []
         kept, errors = [], []
         for utt in utterances:
-            text = utt.text.strip() if isinstance(utt.text, str) else ""
-            if not text:
-                errors.append(f"{utt.id}: no transcript; fill the manifest's text with `abhinaya transcribe`")
-            elif train and prompt.max_train_words is not None and len(text.split()) > prompt.max_train_words:
+            try:
+                text = transcript_of(utt)
+            except TextError as err:
+                errors.append(str(err))
+                continue
+            if train and prompt.max_train_words is not None and len(text.split()) > prompt.max_train_words:
                 errors.append(
                     f"{utt.id}: transcript of {len(text.split())} words exceeds prompt.max_train_words="
                     f"{prompt.max_train_words}; left out of training"
@@ -218,9 +204,11 @@ class S2Member(Member):
     def collate(self, items: list[dict]) -> dict[str, Any]:
         batch = collate_audio(items)
         pad = self.tokenizer.pad_token_id
-        batch["prefix_ids"], batch["prefix_lengths"] = _pad([item["prefix_ids"] for item in items], pad)
-        batch["suffix_ids"], batch["suffix_lengths"] = _pad([item["suffix_ids"] for item in items], pad)
-        batch["suffix_content"] = _pad([item["suffix_content"] for item in items], 0)[0].bool()
+        for part in ("prefix", "suffix"):
+            rows = [item[f"{part}_ids"] for item in items]
+            batch[f"{part}_ids"] = pad_token_ids(rows, pad)[0]
+            batch[f"{part}_lengths"] = torch.tensor([len(row) for row in rows], dtype=torch.long)
+        batch["suffix_content"] = pad_token_ids([item["suffix_content"] for item in items], 0)[0].bool()
         return batch
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:

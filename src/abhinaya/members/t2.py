@@ -41,17 +41,9 @@ class T2Member(Member):
 
     recipe: T2Recipe
 
-    def __init__(self, recipe: T2Recipe):
-        super().__init__(recipe)
-        self._tokenizer = None
-
     @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from abhinaya.models.llm import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.recipe.model.llm)
-        return self._tokenizer
+    def llm_name(self) -> str:
+        return self.recipe.model.llm
 
     def build(self, label_set: LabelSet, pretrained: bool) -> tuple[LLMTextClassifier, T2Recipe]:
         config = replace(self.recipe.model, num_labels=len(label_set))

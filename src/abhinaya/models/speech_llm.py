@@ -31,25 +31,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from abhinaya.models.ssl_classifier import (
+from abhinaya.models.llm import (
+    add_lora,
+    llm_config_dict,
+    lm_from_config_dict,
+    lora_param_groups,
+)
+from abhinaya.nn.head import PooledClassifierHead, RenamedStateKeys
+from abhinaya.nn.pooling import POOLINGS, lengths_to_mask
+from abhinaya.nn.qformer import WindowQFormer, WindowQFormerConfig
+from abhinaya.nn.standardize import HEAD_NORMS
+from abhinaya.nn.whisper_frontend import (
     WhisperLogMel,
     build_encoder,
+    encoder_config_dict,
     whisper_frontend,
 )
-from abhinaya.nn.pooling import (
-    AttentiveStatisticsPooling,
-    MeanStdPooling,
-    lengths_to_mask,
-)
-from abhinaya.nn.qformer import WindowQFormer, WindowQFormerConfig
-from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
 from abhinaya.weights.feature_cache import EncoderFeatureCache, audio_key, encoder_key
 
 __all__ = ["SpeechLLM", "SpeechLLMConfig"]
 
 OUTPUTS = ("classifier", "generative")
-POOLINGS = ("attentive", "mean_std")
-_HOUSEKEEPING = ("architectures", "transformers_version", "_name_or_path", "quantization_config", "dtype", "torch_dtype")
 
 
 @dataclass
@@ -138,29 +140,20 @@ class SpeechLLMConfig:
             raise ValueError(f"whisper_layer must be >= 1 (or null for the encoder output), got {self.whisper_layer}")
 
 
-def _llm_config_dict(hf_config) -> dict[str, Any]:
-    data = hf_config.to_dict()
-    for key in _HOUSEKEEPING:
-        data.pop(key, None)
-    return data
-
-
-def _causal_lm_from_dict(llm_config: dict[str, Any]) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    kwargs = dict(llm_config)
-    model_type = kwargs.pop("model_type", None)
-    if model_type is None:
-        raise ValueError("llm_config needs a model_type (e.g. llama)")
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kwargs))
-
-
-class SpeechLLM(nn.Module):
+class SpeechLLM(RenamedStateKeys, nn.Module):
     """Speech encoders -> window Q-Former -> projection -> LLM with LoRA -> class logits (see the module docstring).
 
     The constructor builds every part from ``config`` with random weights, or around already built ``whisper``
     (a transformers WhisperEncoder), ``beats`` and ``llm`` (a causal LM) modules; :meth:`from_pretrained` loads them.
     """
+
+    # Runs saved before pooling and head became one head module still load.
+    renamed_state_keys = (
+        ("pooling.", "head.pooling."),
+        ("head.0.", "head.norm."),
+        ("head.2.", "head.fc1."),
+        ("head.5.", "head.fc2."),
+    )
 
     def __init__(
         self,
@@ -182,7 +175,7 @@ class SpeechLLM(nn.Module):
         if llm is None:
             if config.llm_config is None:
                 raise ValueError("llm_config is empty: use SpeechLLM.from_pretrained (it records the architecture)")
-            llm = _causal_lm_from_dict(config.llm_config)
+            llm = lm_from_config_dict(config.llm_config)
         self.config = config
 
         # Frozen encoders.
@@ -211,8 +204,6 @@ class SpeechLLM(nn.Module):
         self.qformer = WindowQFormer(qconfig)
 
         # LLM with LoRA.
-        from abhinaya.models.llm import add_lora
-
         self.llm = llm
         layers = self.llm.model.layers
         if config.layer is not None:
@@ -237,18 +228,8 @@ class SpeechLLM(nn.Module):
             self.proj.bias.zero_()
 
         if config.output == "classifier":
-            self.pooling: nn.Module = (
-                AttentiveStatisticsPooling(llm_width, config.attention_dim)
-                if config.pooling == "attentive"
-                else MeanStdPooling()
-            )
-            self.head = nn.Sequential(
-                build_head_norm(config.head_norm, 2 * llm_width),
-                nn.Dropout(config.dropout),
-                nn.Linear(2 * llm_width, config.head_hidden),
-                nn.GELU(),
-                nn.Dropout(config.dropout),
-                nn.Linear(config.head_hidden, config.num_labels),
+            self.head = PooledClassifierHead.from_settings(
+                llm_width, config, input_dropout=config.dropout, activation="gelu"
             )
         # Generative output: token ids of each class name (C, K), set by the member with set_label_tokens.
         self.register_buffer("label_token_ids", torch.zeros(0, 0, dtype=torch.long), persistent=False)
@@ -267,9 +248,8 @@ class SpeechLLM(nn.Module):
         architecture, so ``SpeechLLM(model.config)`` rebuilds it offline."""
         from transformers import WhisperModel
 
-        from abhinaya.models.llm import load_causal_lm
-        from abhinaya.models.ssl_classifier import _encoder_config_dict
         from abhinaya.weights.cache import resolve_model_path
+        from abhinaya.weights.llm import load_causal_lm
 
         path = resolve_model_path(config.whisper)
         whisper = WhisperModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).encoder
@@ -283,9 +263,9 @@ class SpeechLLM(nn.Module):
         llm = load_causal_lm(config.llm).float()
         resolved = dataclasses.replace(
             config,
-            whisper_config=_encoder_config_dict(whisper.config),
+            whisper_config=encoder_config_dict(whisper.config),
             beats_config=beats_config,
-            llm_config=_llm_config_dict(llm.config),
+            llm_config=llm_config_dict(llm.config),
         )
         model = cls(resolved, whisper=whisper, beats=beats, llm=llm)
         if config.salmonn_checkpoint:
@@ -500,18 +480,17 @@ class SpeechLLM(nn.Module):
     def _pool(self, embeds: torch.Tensor, mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
         pooled = content if self.config.pool_over == "content" else mask.bool()
-        return self.pooling(hidden.float(), pooled)
+        return self.head.embed(hidden.float(), pooled)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits (B, C) of pooled vectors."""
-        return self.head(pooled)
+        return self.head.classify(pooled)
 
     def pooled_mean(self) -> torch.Tensor | None:
         """The running mean of the training pooled vectors kept by the head's standardisation, or None."""
         if self.config.output != "classifier":
             return None
-        mean = getattr(self.head[0], "running_mean", None)
-        return mean if isinstance(mean, torch.Tensor) else None
+        return self.head.pooled_mean()
 
     def label_scores(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, C) log-likelihood of each class name's tokens following each prompt (constrained scoring).
@@ -567,8 +546,6 @@ class SpeechLLM(nn.Module):
     ) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; the connector (LayerNorms, Q-Former, projection) at ``connector_lr`` (default
         ``lr``); pooling and head at ``lr``; biases and norms without weight decay."""
-        from abhinaya.models.llm import lora_param_groups
-
         groups = lora_param_groups(self, self.llm, lora_lr, lr, weight_decay, name="head")
         parts = (self.ln_speech, getattr(self, "ln_audio", None), self.qformer, self.proj)
         connector = {id(p) for part in parts if part is not None for p in part.parameters()}

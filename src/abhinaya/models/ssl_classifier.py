@@ -32,32 +32,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from abhinaya.nn.pooling import (
-    AttentiveStatisticsPooling,
-    MeanStdPooling,
-    lengths_to_mask,
-)
+from abhinaya.nn.head import PooledClassifierHead, RenamedStateKeys
+from abhinaya.nn.pooling import POOLINGS, lengths_to_mask
 from abhinaya.nn.spec_augment import SpecAugmentConfig, spec_augment
-from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
+from abhinaya.nn.standardize import HEAD_NORMS
+from abhinaya.nn.whisper_frontend import (
+    WHISPER_TYPES,
+    WhisperLogMel,
+    build_encoder,
+    check_encoder_overrides,
+    encoder_config_dict,
+    whisper_frontend,
+)
 
-__all__ = ["SSLClassifier", "SSLClassifierConfig", "WhisperLogMel", "whisper_frontend"]
+__all__ = ["SSLClassifier", "SSLClassifierConfig"]
 
-WHISPER_TYPES = ("whisper",)
 WAV2VEC2_FAMILY_TYPES = ("wav2vec2", "wavlm", "hubert")
-POOLINGS = ("attentive", "mean_std")
 FREEZE_MODES = ("none", "feature_extractor", "encoder")
 LONG_INPUT_MODES = ("error", "crop")
-
-# Bookkeeping keys of a transformers config that do not describe the architecture.
-_CONFIG_HOUSEKEEPING_KEYS = (
-    "model_type",
-    "transformers_version",
-    "architectures",
-    "_name_or_path",
-    "name_or_path",
-    "dtype",
-    "torch_dtype",
-)
 
 
 @dataclass
@@ -158,128 +150,20 @@ class SSLClassifierConfig:
         return model_type
 
 
-def _encoder_config_dict(hf_config) -> dict[str, Any]:
-    """The architecture-defining entries of a transformers config, as plain data."""
-    values = hf_config.to_diff_dict()
-    return {k: v for k, v in values.items() if k not in _CONFIG_HOUSEKEEPING_KEYS}
-
-
-def build_encoder(model_type: str, encoder_config: dict[str, Any]) -> nn.Module:
-    """A random-weight encoder: ``WhisperEncoder`` for Whisper, the transformers base model otherwise."""
-    from transformers import AutoConfig, AutoModel
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    kwargs = {k: v for k, v in encoder_config.items() if k not in _CONFIG_HOUSEKEEPING_KEYS}
-    hf_config = AutoConfig.for_model(model_type, **kwargs)
-    if model_type in WHISPER_TYPES:
-        return WhisperEncoder(hf_config)
-    if getattr(hf_config, "add_adapter", False):
-        raise ValueError("encoders with add_adapter=True change the frame rate after the layers; not supported")
-    return AutoModel.from_config(hf_config)
-
-
-def check_encoder_overrides(model_type: str, overrides: dict[str, Any]) -> None:
-    """Reject override names that the encoder's transformers config does not have (they would be ignored)."""
-    from transformers import AutoConfig
-
-    if not isinstance(overrides, dict):
-        raise ValueError(f"encoder_overrides must be a mapping of config settings, got {overrides!r}")
-    known = AutoConfig.for_model(model_type).to_dict()
-    unknown = sorted(k for k in overrides if k not in known or k in _CONFIG_HOUSEKEEPING_KEYS)
-    if unknown:
-        raise ValueError(f"encoder_overrides: {unknown} are not settings of a {model_type} config")
-
-
-class WhisperLogMel(nn.Module):
-    """Whisper's log-mel spectrogram of each utterance over its own samples (no padding to 30 s).
-
-    25 ms Hann window (n_fft 400), 10 ms hop (160), power spectrum, Slaney mel filters up to 8 kHz, log10 with a
-    floor of 1e-10, clamped to (utterance max - 8), then (x + 4) / 4. An utterance of n samples gives n // 160 frames
-    (at least one): the first n // 160 frames of transformers' ``WhisperFeatureExtractor``, which zero-pads to 30 s;
-    the only difference is that the clamp reference is the maximum over these frames rather than over all 3000.
-
-    Input waveforms (B, S) float at 16 kHz and lengths (B,) in samples; output mel (B, n_mels, F) with zeros beyond
-    each utterance's frames, and frame counts (B,).
-    """
-
-    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160):
-        super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
-        self.n_mels = n_mels
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        filters = mel_filter_bank(
-            num_frequency_bins=1 + n_fft // 2,
-            num_mel_filters=n_mels,
-            min_frequency=0.0,
-            max_frequency=8000.0,
-            sampling_rate=sample_rate,
-            norm="slaney",
-            mel_scale="slaney",
-        )
-        filters = torch.as_tensor(filters, dtype=torch.float32).T.contiguous()
-        self.register_buffer("mel_filters", filters, persistent=False)
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-
-    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Mel frames (B,) of utterances of ``lengths`` samples."""
-        return torch.div(lengths, self.hop_length, rounding_mode="floor").clamp(min=1)
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = self.num_frames(lengths)
-        mel = waveforms.new_zeros((waveforms.shape[0], self.n_mels, int(frames.max())), dtype=torch.float32)
-        filters = self.mel_filters.float()
-        window = self.window.float()
-        for i in range(waveforms.shape[0]):
-            n, f = int(lengths[i]), int(frames[i])
-            # Zero after the utterance, as in Whisper's padding to 30 s, so the last frames match its features.
-            wave = F.pad(waveforms[i, :n].float(), (0, self.n_fft // 2))
-            spec = torch.stft(wave, self.n_fft, self.hop_length, window=window, center=True, return_complex=True)
-            power = spec[:, :f].abs() ** 2
-            log_spec = (filters @ power).clamp(min=1e-10).log10()
-            log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-            mel[i, :, :f] = (log_spec + 4.0) / 4.0
-        return mel, frames
-
-
-def whisper_frontend(
-    encoder: nn.Module, mel: torch.Tensor, frames: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Whisper's convolutional front end and positional embeddings on log-mel features of their true length.
-
-    Args:
-        encoder: a transformers ``WhisperEncoder``.
-        mel: (B, n_mels, F) log-mel features, zero beyond each utterance's frames.
-        frames: (B,) valid mel frames per utterance.
-
-    Returns:
-        the input of the first transformer layer (B, T, D) with T = ceil(F / 2), the frame mask (B, T) (True = valid)
-        and the additive attention mask (B, 1, 1, T) for the encoder layers, or None when no frame is padded.
-    """
-    dtype = encoder.conv1.weight.dtype
-    mel_mask = lengths_to_mask(frames, mel.shape[-1]).unsqueeze(1)
-    # Zero the padding before each convolution: a frame next to the end of an utterance then sees the same zeros it
-    # sees alone in its batch.
-    x = mel.to(dtype) * mel_mask
-    x = F.gelu(encoder.conv1(x)) * mel_mask
-    x = F.gelu(encoder.conv2(x)).transpose(1, 2)
-    x = x + encoder.embed_positions.weight[: x.shape[1]]
-    out_frames = torch.div(frames - 1, 2, rounding_mode="floor") + 1
-    mask = lengths_to_mask(out_frames, x.shape[1])
-    attention_mask = None
-    if not bool(mask.all()):
-        attention_mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
-        attention_mask = attention_mask.masked_fill(~mask, torch.finfo(x.dtype).min)[:, None, None, :]
-    return x, mask, attention_mask
-
-
-class SSLClassifier(nn.Module):
+class SSLClassifier(RenamedStateKeys, nn.Module):
     """Speech encoder -> weighted layer sum (or one layer) -> statistics pooling -> MLP head -> logits.
 
     The constructor builds the encoder from ``config.encoder_config`` with random weights and never loads weights;
     :meth:`from_pretrained_encoder` loads a pretrained encoder (the head stays random).
     """
+
+    # Runs saved before pooling, head norm and MLP became one head module still load.
+    renamed_state_keys = (
+        ("pooling.", "head.pooling."),
+        ("head_norm.", "head.norm."),
+        ("head.0.", "head.fc1."),
+        ("head.3.", "head.fc2."),
+    )
 
     def __init__(self, config: SSLClassifierConfig):
         super().__init__()
@@ -314,20 +198,7 @@ class SSLClassifier(nn.Module):
         else:
             self.register_parameter("layer_weights", None)
 
-        if config.pooling == "attentive":
-            self.pooling = AttentiveStatisticsPooling(self.hidden_size, config.attention_dim)
-        else:
-            self.pooling = MeanStdPooling()
-        # A separate module, so that runs saved without it keep their head's parameter names.
-        self.head_norm = (
-            nn.Identity() if config.head_norm is None else build_head_norm(config.head_norm, 2 * self.hidden_size)
-        )
-        self.head = nn.Sequential(
-            nn.Linear(2 * self.hidden_size, config.head_hidden),
-            nn.ReLU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.head_hidden, config.num_labels),
-        )
+        self.head = PooledClassifierHead.from_settings(self.hidden_size, config, input_dropout=0.0, activation="relu")
         self._frozen_module_names: list[str] = []
         self._apply_freezing()
 
@@ -347,7 +218,7 @@ class SSLClassifier(nn.Module):
         path = resolve_model_path(config.encoder)
         hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
         resolved = dataclasses.replace(
-            config, encoder_type=hf_config.model_type, encoder_config=_encoder_config_dict(hf_config)
+            config, encoder_type=hf_config.model_type, encoder_config=encoder_config_dict(hf_config)
         )
         model = cls(resolved)
         if model.is_whisper:
@@ -625,16 +496,15 @@ class SSLClassifier(nn.Module):
     def embed(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled utterance embeddings (B, 2 * D) before the head."""
         states, mask = self.hidden_states(waveforms, lengths)
-        return self.pooling(self.mix_layers(states), mask)
+        return self.head.embed(self.mix_layers(states), mask)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_labels) of pooled embeddings (B, 2 * D)."""
-        return self.head(self.head_norm(pooled))
+        return self.head.classify(pooled)
 
     def pooled_mean(self) -> torch.Tensor | None:
         """The running mean of the training embeddings kept by ``head_norm`` ("running" or "batch"), or None."""
-        mean = getattr(self.head_norm, "running_mean", None)
-        return mean if isinstance(mean, torch.Tensor) else None
+        return self.head.pooled_mean()
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, num_labels) of waveforms (B, S) at 16 kHz with ``lengths`` (B,) in samples."""

@@ -26,10 +26,15 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from abhinaya.nn.pooling import AttentiveStatisticsPooling, MeanStdPooling
-from abhinaya.nn.standardize import HEAD_NORMS, build_head_norm
-
-POOLINGS = ("attentive", "mean_std")
+from abhinaya.models.llm import (
+    add_lora,
+    llm_config_dict,
+    lm_from_config_dict,
+    lora_param_groups,
+)
+from abhinaya.nn.head import PooledClassifierHead, RenamedStateKeys
+from abhinaya.nn.pooling import POOLINGS
+from abhinaya.nn.standardize import HEAD_NORMS
 
 
 @dataclass
@@ -37,7 +42,7 @@ class LLMTextClassifierConfig:
     """Settings of :class:`LLMTextClassifier`; the only place their defaults live.
 
     Attributes:
-        llm: model name or local folder of the pretrained causal LM (``abhinaya.models.llm.load_causal_lm``).
+        llm: model name or local folder of the pretrained causal LM (``abhinaya.weights.llm.load_causal_lm``).
         llm_config: keyword arguments of a transformers config; the constructor builds a random-weight LM from it.
             ``from_pretrained_llm`` fills it, so a run folder records the architecture.
         layer: number of decoder layers run; their last output (after the model's final norm) is pooled.
@@ -88,26 +93,16 @@ class LLMTextClassifierConfig:
             raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
 
 
-def _build_base(llm_config: dict[str, Any]) -> nn.Module:
-    """A random-weight decoder (no LM head) from config keyword arguments."""
-    from transformers import AutoConfig, AutoModel
-
-    kwargs = dict(llm_config)
-    model_type = kwargs.pop("model_type", None)
-    if model_type is None:
-        raise ValueError("llm_config needs a model_type (e.g. llama)")
-    return AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs))
-
-
-def _config_dict(hf_config) -> dict[str, Any]:
-    data = hf_config.to_dict()
-    for key in ("architectures", "transformers_version", "_name_or_path", "quantization_config", "dtype", "torch_dtype"):
-        data.pop(key, None)
-    return data
-
-
-class LLMTextClassifier(nn.Module):
+class LLMTextClassifier(RenamedStateKeys, nn.Module):
     """Decoder LM + LoRA -> pooled hidden states -> MLP head (see the module docstring)."""
+
+    # Runs saved before pooling and head became one head module still load.
+    renamed_state_keys = (
+        ("pooling.", "head.pooling."),
+        ("head.0.", "head.norm."),
+        ("head.2.", "head.fc1."),
+        ("head.5.", "head.fc2."),
+    )
 
     def __init__(self, config: LLMTextClassifierConfig, *, base: nn.Module | None = None):
         """Build from ``config`` with random LM weights, or around ``base``, an already built decoder
@@ -118,7 +113,7 @@ class LLMTextClassifier(nn.Module):
                 raise ValueError(
                     "llm_config is empty: use LLMTextClassifier.from_pretrained_llm (it records the architecture)"
                 )
-            base = _build_base(config.llm_config)
+            base = lm_from_config_dict(config.llm_config, base_only=True)
         self.config = config
         self.llm = base
         self._setup()
@@ -136,8 +131,6 @@ class LLMTextClassifier(nn.Module):
         adapted = run if config.lora_layers is None else min(config.lora_layers, run)
         self.num_layers = run
         self.first_adapted = run - adapted  # layers [0, first_adapted) are frozen
-        from abhinaya.models.llm import add_lora
-
         add_lora(
             self.llm,
             r=config.lora_r,
@@ -148,28 +141,17 @@ class LLMTextClassifier(nn.Module):
         )
         hidden = self.llm.config.hidden_size
         self.hidden_size = hidden
-        if config.pooling == "attentive":
-            self.pooling: nn.Module = AttentiveStatisticsPooling(hidden, config.attention_dim)
-        else:
-            self.pooling = MeanStdPooling()
-        self.head = nn.Sequential(
-            build_head_norm(config.head_norm, 2 * hidden),
-            nn.Dropout(config.dropout),
-            nn.Linear(2 * hidden, config.head_hidden),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.head_hidden, config.num_labels),
-        )
+        self.head = PooledClassifierHead.from_settings(hidden, config, input_dropout=config.dropout, activation="gelu")
         self._frozen_cache: dict[bytes, torch.Tensor] = {}
 
     @classmethod
     def from_pretrained_llm(cls, config: LLMTextClassifierConfig) -> "LLMTextClassifier":
         """Build around the pretrained LM named by ``config.llm`` (local files only).
         The returned model's ``config.llm_config`` records the architecture."""
-        from abhinaya.models.llm import load_causal_lm
+        from abhinaya.weights.llm import load_causal_lm
 
         base = load_causal_lm(config.llm, base_only=True)
-        resolved = dataclasses.replace(config, llm_config=_config_dict(base.config))
+        resolved = dataclasses.replace(config, llm_config=llm_config_dict(base.config))
         return cls(resolved, base=base.float())
 
     # ------------------------------------------------------------------ running parts of the stack
@@ -234,13 +216,27 @@ class LLMTextClassifier(nn.Module):
         start = self.frozen_states(input_ids, attention_mask)
         return self._run(self.first_adapted, self.num_layers, True, attention_mask, inputs_embeds=start)
 
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pooled vectors (B, 2 * D) before the head; inputs as :meth:`forward`."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        mask = attention_mask.bool() if pool_mask is None else pool_mask.bool() & attention_mask.bool()
+        return self.head.embed(hidden.float(), mask)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_labels) of pooled vectors (B, 2 * D)."""
+        return self.head.classify(pooled)
+
+    def pooled_mean(self) -> torch.Tensor | None:
+        """The running mean of the training pooled vectors kept by ``head_norm`` ("running" or "batch"), or None."""
+        return self.head.pooled_mean()
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        hidden = self.hidden_states(input_ids, attention_mask)
-        mask = attention_mask.bool() if pool_mask is None else pool_mask.bool() & attention_mask.bool()
-        pooled = self.pooling(hidden.float(), mask)
-        return self.head(pooled)
+        """Class logits (B, num_labels) of token ids (B, T) with ``attention_mask`` (B, T) and ``pool_mask`` (B, T)."""
+        return self.classify(self.embed(input_ids, attention_mask, pool_mask))
 
     # ------------------------------------------------------------------ training helpers
 
@@ -260,8 +256,6 @@ class LLMTextClassifier(nn.Module):
 
     def param_groups(self, lora_lr: float, head_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """LoRA adapters at ``lora_lr``; pooling and head at ``head_lr`` (matrices decayed, vectors not)."""
-        from abhinaya.models.llm import lora_param_groups
-
         return lora_param_groups(self, self.llm, lora_lr, head_lr, weight_decay, name="head")
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["AttentiveStatisticsPooling", "MeanStdPooling", "lengths_to_mask", "weighted_mean_std"]
+__all__ = ["POOLINGS", "AttentiveStatisticsPooling", "MeanStdPooling", "build_pooling", "lengths_to_mask", "weighted_mean_std"]
+
+POOLINGS = ("attentive", "mean_std")
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
@@ -122,3 +124,13 @@ class AttentiveStatisticsPooling(nn.Module):
         x = hidden.float().masked_fill(~mask.unsqueeze(-1), 0.0)
         mean, std = weighted_mean_std(x, weights, self.eps)
         return torch.cat([mean, std], dim=-1).to(dtype)
+
+
+def build_pooling(kind: str, dim: int, attention_dim: int = 128) -> nn.Module:
+    """A pooling of (B, T, dim) frames into (B, 2 * dim): "attentive" (:class:`AttentiveStatisticsPooling`) or
+    "mean_std" (:class:`MeanStdPooling`)."""
+    if kind == "attentive":
+        return AttentiveStatisticsPooling(dim, attention_dim)
+    if kind == "mean_std":
+        return MeanStdPooling()
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")

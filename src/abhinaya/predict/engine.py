@@ -4,7 +4,7 @@ A member turns a collated batch into logits (``member.logits``) or, where it has
 (``member.embed``) and the pooled vector into logits (``member.classify``). This module runs those over a dataset in
 length-bucketed batches, one row per utterance in dataset order (gathered across processes when training runs on
 several), and applies per-speaker normalisation between ``embed`` and ``classify`` where ``predict.speaker_norm``
-asks for it.
+asks for it, toward a reference mean the caller names.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def predict_probabilities(
     progress: bool = True,
     desc: str = "predict",
     predict: PredictConfig | None = None,
+    reference: torch.Tensor | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
     dataset order. Batches are formed by length (little padding). With several
@@ -39,34 +40,56 @@ def predict_probabilities(
     output holds exactly one row per utterance on every process.
 
     With ``predict.speaker_norm`` the pooled vectors are gathered first, each
-    speaker's are moved to the training mean (speaker_norm.py), and the head
-    classifies them."""
+    speaker's are moved to ``reference`` (``(D,)``, required then; see
+    ``classify_pooled``), and the head classifies them."""
     if predict is not None and predict.speaker_norm:
         ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
-        speakers = [u.speaker for u in dataset.utterances]
-        return ids, classify_pooled(member, model, pooled, speakers, predict)
+        return ids, classify_pooled(member, model, pooled, speakers_of(dataset, predict), predict, reference)
     ids, logits = gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
     return ids, softmax(logits)
 
 
+def speakers_of(dataset, predict: PredictConfig) -> list[str | None]:
+    """The speaker of each utterance of ``dataset`` as grouped for normalisation (none with ``speaker_from: none``)."""
+    if predict.speaker_from == "none":
+        return [None] * len(dataset)
+    return [u.speaker for u in dataset.utterances]
+
+
 def predict_pooled(
-    member: Member, model: torch.nn.Module, dataset, batch_size: int, *, progress: bool = True, desc: str = "embed"
+    member: Member,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    desc: str = "embed",
 ) -> tuple[list[str], np.ndarray]:
-    """The pooled vectors ``(N, D)`` of a member that has them (``member.embed``), in dataset order."""
-    return gather_rows(member, "embed", model, dataset, batch_size, None, progress, desc)
+    """The pooled vectors ``(N, D)`` of a member that has them (``member.embed``), in dataset order (gathered over
+    processes with ``accelerator``)."""
+    return gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
 
 
 def classify_pooled(
-    member: Member, model: torch.nn.Module, pooled: np.ndarray, speakers: Sequence[str | None], predict: PredictConfig
+    member: Member,
+    model: torch.nn.Module,
+    pooled: np.ndarray,
+    speakers: Sequence[str | None],
+    predict: PredictConfig,
+    reference: torch.Tensor | None,
 ) -> np.ndarray:
-    """Softmax probabilities of pooled vectors from ``predict_pooled``, normalised per speaker first where
-    ``predict.speaker_norm`` says so."""
+    """Softmax probabilities of pooled vectors ``(N, D)`` from ``predict_pooled``. With ``predict.speaker_norm`` each
+    speaker's vectors are first moved toward ``reference`` ``(D,)`` (speaker_norm.py): the run's reference mean at
+    prediction (``LoadedRun.reference_mean``), the head's running mean while training selects its epoch. Rows
+    without a speaker are classified as they are."""
     if not len(pooled):
         return np.zeros((0, 0))
     x = torch.from_numpy(pooled)
     if predict.speaker_norm:
-        reference = member.pooled_mean(model)
-        x = speaker_shift(x, list(speakers), reference.detach().cpu(), predict.speaker_norm_prior)
+        if reference is None:
+            raise ValueError("predict.speaker_norm needs a reference mean to move the speakers to")
+        x = speaker_shift(x, list(speakers), reference.detach().float().cpu(), predict.speaker_norm_prior)
     device = next(iter(model.parameters())).device  # members with a pooled vector have weights
     was_training = model.training
     model.eval()

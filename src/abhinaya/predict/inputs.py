@@ -3,13 +3,23 @@
 Inputs may be manifests (``.jsonl``), audio files, or folders of audio files
 (searched recursively). Unusable inputs — an unreadable audio file, a row
 without the text a text member needs — are reported by name and skipped;
-everything else is predicted, in batches formed by length.
+everything else is predicted, in batches formed by length. Audio longer than
+the member's ``audio.max_eval_seconds`` is reported: only its beginning is used.
 
-Speakers, for a run with ``predict.speaker_norm``: a manifest row's ``speaker``;
-for an audio file, the speaker its name carries where it follows the naming of
-the run's corpus (RAVDESS, EmoDB), else the folder it was found in; an audio
-file given by itself with no speaker in its name has none (the training mean is
-used for it).
+Speakers, for per-speaker normalisation (``predict.speaker_norm``), come from
+one explicit source, ``predict.speaker_from`` or ``--speaker-from``:
+
+- ``manifest`` (default): a manifest row's ``speaker``; audio files given
+  directly or in folders have none;
+- ``filename``: the speaker the file name carries under the naming of the
+  run's corpus (RAVDESS actor, EmoDB speaker);
+- ``folder``: the folder holding the audio file, refused where folder names
+  read as emotion labels (data filed ``Angry/ Happy/``: grouping by them would
+  remove the emotion itself);
+- ``none``: no grouping.
+
+An utterance without a speaker keeps its pooled vector, so its prediction does
+not depend on which other inputs were given.
 """
 
 from __future__ import annotations
@@ -21,31 +31,45 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from abhinaya.audio import AUDIO_EXTENSIONS, find_audio_files
+from abhinaya.labels import MSP_PODCAST_CODES, canonical_label
 from abhinaya.manifest import Utterance, read_manifest
 from abhinaya.predict.engine import predict_probabilities
 from abhinaya.predict.speaker_norm import speaker_counts
 from abhinaya.predictions import PredictionTable, table_from_probs
-from abhinaya.runs import LoadedRun, load_run
+from abhinaya.recipes import SPEAKER_SOURCES
+from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run
 
 
 class InputError(ValueError):
-    """An input path that is neither a manifest, an audio file nor a folder."""
+    """An input path that is neither a manifest, an audio file nor a folder, or speakers that cannot be used."""
+
+
+def reads_as_emotion(name: str | None) -> bool:
+    """Whether a speaker or folder name reads as an emotion label: a canonical name, a common synonym (Anger, Joy,
+    Sadness, Fearful, Surprised, ...) or an MSP-Podcast letter, in any case."""
+    if not name:
+        return False
+    key = str(name).strip()
+    if key.upper() in MSP_PODCAST_CODES:
+        return True
+    try:
+        canonical_label(key)
+    except ValueError:
+        return False
+    return True
 
 
 def gather_inputs(
-    inputs: Iterable[str | Path], split: str | None = None, corpus: str | None = None
+    inputs: Iterable[str | Path],
+    split: str | None = None,
+    corpus: str | None = None,
+    speaker_from: str = "manifest",
 ) -> list[Utterance]:
-    """Utterances from manifests, audio files and folders. Ids must be unique
-    across inputs (audio files are identified by their base name). ``corpus``:
-    audio files named as that corpus names them get the speaker of the name."""
-    from abhinaya.corpora import speaker_from_file_name
-
-    def audio(path: Path, folder: Path | None) -> Utterance:
-        speaker = speaker_from_file_name(corpus, path.stem)
-        if speaker is None and folder is not None:
-            speaker = str(path.parent)
-        return Utterance(id=path.stem, audio=str(path), speaker=speaker)
-
+    """Utterances from manifests, audio files and folders, with speakers from ``speaker_from`` (see the module
+    docstring; ``corpus``: the naming that ``filename`` reads). Ids must be unique across inputs (audio files are
+    identified by their base name)."""
+    if speaker_from not in SPEAKER_SOURCES:
+        raise InputError(f"speakers from {speaker_from!r}: choose one of {', '.join(SPEAKER_SOURCES)}")
     utterances: list[Utterance] = []
     for item in inputs:
         path = Path(item)
@@ -55,14 +79,14 @@ def gather_inputs(
             files = find_audio_files(path)
             if not files:
                 raise InputError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-            utterances += [audio(f, path) for f in files]
+            utterances += [Utterance(id=f.stem, audio=str(f)) for f in files]
         elif path.suffix.lower() in (".jsonl", ".json"):
             rows = [u for u in read_manifest(path) if split is None or u.split == split]
             if not rows:
                 raise InputError(f"{path}: no utterances" + (f" in split {split!r}" if split else ""))
             utterances += rows
         elif path.suffix.lower() in AUDIO_EXTENSIONS:
-            utterances.append(audio(path, None))
+            utterances.append(Utterance(id=path.stem, audio=str(path)))
         else:
             raise InputError(f"{path}: not a manifest (.jsonl), an audio file ({', '.join(AUDIO_EXTENSIONS)}) or a folder")
     seen: dict[str, str] = {}
@@ -70,7 +94,37 @@ def gather_inputs(
         if utt.id in seen:
             raise InputError(f"id {utt.id!r} occurs twice among the inputs ({seen[utt.id]} and {utt.audio or utt.id})")
         seen[utt.id] = utt.audio or utt.id
-    return utterances
+    return assign_speakers(utterances, speaker_from, corpus)
+
+
+def assign_speakers(utterances: list[Utterance], speaker_from: str, corpus: str | None) -> list[Utterance]:
+    """``utterances`` with their speakers taken from ``speaker_from`` (manifest rows keep theirs under
+    ``manifest``; audio files from paths have none there)."""
+    if speaker_from == "manifest":
+        return utterances
+    if speaker_from == "none":
+        return [replace(u, speaker=None) for u in utterances]
+    if speaker_from == "filename":
+        from abhinaya.corpora import speaker_from_file_name
+
+        named = [
+            replace(u, speaker=speaker_from_file_name(corpus, Path(u.audio).stem if u.audio else u.id))
+            for u in utterances
+        ]
+        if not any(u.speaker is not None for u in named):
+            raise InputError(
+                f"--speaker-from filename: no input's file name carries a speaker under the naming of the run's "
+                f"corpus ({corpus or 'none'}); give a manifest with a speaker field instead"
+            )
+        return named
+    folders = [Path(u.audio).parent if u.audio else None for u in utterances]
+    emotional = sorted({f.name for f in folders if f is not None and reads_as_emotion(f.name)})
+    if emotional:
+        raise InputError(
+            f"--speaker-from folder: the folders {', '.join(emotional)} are named as emotions, and normalising per "
+            "folder would remove the emotion itself; give speakers in a manifest or use --speaker-from none"
+        )
+    return [replace(u, speaker=str(f) if f is not None else None) for u, f in zip(utterances, folders)]
 
 
 def predict_utterances(
@@ -82,40 +136,72 @@ def predict_utterances(
     report: Callable[[str], None] = print,
     speaker_norm: bool | None = None,
 ) -> PredictionTable:
-    """Predict ``utterances`` with a loaded run; unusable ones are reported and
-    left out of the table. ``speaker_norm``: per-speaker normalisation on or
-    off, whatever the run's ``predict.speaker_norm`` says (None: as the run)."""
+    """Predict ``utterances`` (speakers already assigned, see ``gather_inputs``) with a loaded run; unusable ones are
+    reported and left out of the table, audio cut to its first ``max_eval_seconds`` is reported too.
+    ``speaker_norm``: per-speaker normalisation on or off, whatever the run's ``predict.speaker_norm`` says (None:
+    as the run). Speakers are moved to the run's reference mean (``LoadedRun.reference_mean``)."""
     dataset = run.member.dataset(utterances, None, train=False, on_error="skip")
     for problem in dataset.errors:
         report(f"skipped: {problem}")
+    for note in dataset_notes(dataset):
+        report(note)
     if len(dataset) == 0:
         raise InputError("none of the inputs could be used (see the messages above)")
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
     config = run.recipe.predict
     if speaker_norm is not None and speaker_norm != config.speaker_norm:
         config = replace(config, speaker_norm=speaker_norm)
+    reference = None
     if config.speaker_norm:
-        try:
-            run.member.pooled_mean(run.model)
-        except ValueError as err:
-            raise InputError(f"{run.run_dir}: {err}") from None
-        counts = speaker_counts([u.speaker for u in dataset.utterances])
-        alone = len(dataset) - sum(counts.values())
-        if not counts:
+        reference = reference_of(run, report)
+        speakers = [u.speaker for u in dataset.utterances]
+        emotional = sorted({s for s in speakers if reads_as_emotion(s)})
+        if emotional:
             report(
-                "per-speaker normalisation: no input has a speaker (a manifest's speaker field, a corpus file name "
-                "or a folder gives one), so every utterance keeps the training mean"
+                f"warning: the speakers {', '.join(emotional)} are named as emotions; per-speaker normalisation is "
+                "off, as it would remove the emotion itself"
             )
+            config = replace(config, speaker_norm=False)
         else:
-            report(
-                f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values())}-"
-                f"{max(counts.values())} utterances each"
-                + (f"; {alone} utterance(s) without a speaker keep the training mean" if alone else "")
-            )
+            counts = speaker_counts(speakers)
+            alone = len(dataset) - sum(counts.values())
+            if not counts:
+                report(
+                    "per-speaker normalisation: no input has a speaker (see --speaker-from), so every utterance is "
+                    "predicted on its own"
+                )
+            else:
+                report(
+                    f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values())}-"
+                    f"{max(counts.values())} utterances each"
+                    + (f"; {alone} utterance(s) without a speaker are predicted on their own" if alone else "")
+                )
     ids, probs = predict_probabilities(
-        run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config
+        run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config, reference=reference
     )
     return table_from_probs(ids, probs, run.label_set, source=str(run.run_dir))
+
+
+def reference_of(run: LoadedRun, report: Callable[[str], None]) -> torch.Tensor:
+    """The mean that per-speaker normalisation moves speakers to: the run's reference mean, or, for a run trained
+    before it was saved, the head's running mean (with a note)."""
+    try:
+        running = run.member.pooled_mean(run.model)
+    except ValueError as err:
+        raise InputError(f"{run.run_dir}: {err}") from None
+    if run.reference_mean is not None:
+        return run.reference_mean
+    report(f"note: {run.run_dir} has no {REFERENCE_MEAN_FILE} (trained before it was saved); speakers are moved to "
+           "the head's running mean instead")
+    return running
+
+
+def dataset_notes(dataset) -> list[str]:
+    """What a dataset reports about inputs it uses only in part (``notes``: audio cut to its first seconds)."""
+    notes = getattr(dataset, "notes", None)
+    if notes is None:  # a dataset that wraps an audio dataset (the speech LLM members' prompted one)
+        notes = getattr(getattr(dataset, "audio", None), "notes", None)
+    return list(notes or [])
 
 
 def predict(
@@ -128,10 +214,16 @@ def predict(
     progress: bool = True,
     report: Callable[[str], None] = print,
     speaker_norm: bool | None = None,
+    speaker_from: str | None = None,
 ) -> PredictionTable:
+    """Predict ``inputs`` with the run in ``run_dir``. ``speaker_from``: where speakers come from (None: the run's
+    ``predict.speaker_from``); ``speaker_norm``: as in ``predict_utterances``."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
-    utterances = gather_inputs(inputs, split=split, corpus=run.recipe.data.corpus)
+    if speaker_from is not None and speaker_from != run.recipe.predict.speaker_from:
+        run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
+    source = run.recipe.predict.speaker_from
+    utterances = gather_inputs(inputs, split=split, corpus=run.recipe.data.corpus, speaker_from=source)
     return predict_utterances(
         run, utterances, batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm
     )

@@ -8,6 +8,8 @@ assembles from weight packages installed with pip (see ``registry``).
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import shutil
 import uuid
@@ -136,3 +138,31 @@ def make_readable(folder: Path) -> None:
     for path in folder.iterdir():
         if path.is_file():
             path.chmod(mode)
+
+
+def drop_tokenizer_loader_keys(tokenizer_config: Path) -> None:
+    """Remove the keys of a saved ``tokenizer_config.json`` that record how the tokenizer was loaded (``is_local``,
+    ``local_files_only``), not what it is; a missing file is left alone."""
+    if not tokenizer_config.is_file():
+        return
+    data = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    for key in ("is_local", "local_files_only"):
+        data.pop(key, None)
+    tokenizer_config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def installed_package_files(package: str, version: str, *, what: str, how: str, pip_command: str) -> dict[str, Path]:
+    """The files of an installed weight package by file name, found through its metadata (it is never imported).
+
+    Raises ``ModuleNotFoundError`` when the package is absent ("{what} need the package ...; {how}: `{pip_command}`")
+    or installed at another version than ``version``.
+    """
+    try:
+        distribution = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModuleNotFoundError(f"{what} need the package {package!r}; {how}: `{pip_command}`") from None
+    if distribution.version != version:
+        raise ModuleNotFoundError(
+            f"{package} {distribution.version} is installed, but {version} is needed: `{pip_command}`"
+        )
+    return {Path(str(entry)).name: Path(distribution.locate_file(entry)) for entry in distribution.files or []}

