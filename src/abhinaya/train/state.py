@@ -29,6 +29,7 @@ from abhinaya.nn.head import RenamedStateKeys
 from abhinaya.predictions import PredictionTable, write_predictions
 from abhinaya.recipes import Recipe
 from abhinaya.weights.checkpoint import (
+    check_state_fits,
     load_model_weights,
     load_nested_state,
     load_tensors,
@@ -86,17 +87,7 @@ def load_saved_state(member, model: torch.nn.Module, tensors: dict[str, torch.Te
     if isinstance(inner, RenamedStateKeys):  # head keys of checkpoints written before the shared head
         tensors = inner.upgrade_state_dict(tensors)
     expected = member.saved_state(model)
-    unexpected = sorted(set(tensors) - set(expected))
-    missing = sorted(set(expected) - set(tensors))
-    if unexpected or missing:
-        raise TrainingError(
-            f"{source} does not fit the model: "
-            + (f"unexpected keys {unexpected[:10]} " if unexpected else "")
-            + (f"missing keys {missing[:10]}" if missing else "")
-        )
-    shapes = [k for k, v in tensors.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if shapes:
-        raise TrainingError(f"{source}: shape mismatch for {shapes[:10]}")
+    check_state_fits(tensors, expected, set(expected), source, error=TrainingError)
     # The keys were checked against the saved state above; a member that saves part of the model leaves the rest,
     # rebuilt from pretrained weights, as it is.
     result = model.load_state_dict(tensors, strict=not member.saves_partial_state)
