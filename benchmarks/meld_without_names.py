@@ -2,7 +2,7 @@
 
     python benchmarks/meld_without_names.py --data ../shared/data/meld -o runs/meld-no-names.jsonl
     abhinaya train recipes/meld/t2.yaml --set data.manifest=runs/meld-no-names.jsonl \
-        --set 'text.template={text}' -o runs/meld-t2-no-names
+        --set 'text.template="{text}"' -o runs/meld-t2-no-names
 
 The shipped T2 recipe formats each utterance as ``"{speaker}: {text}"`` and reads three earlier turns as
 ``"Speaker: text"`` lines. MELD's train and dev share speakers, so a model may learn a character's habits rather than
