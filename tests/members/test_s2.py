@@ -165,3 +165,14 @@ def test_st1_refuses_a_prompt_without_the_transcript():
     recipe = recipe_from_dict({"member": "st1", "prompt": {"template": "USER: <Speech><SpeechHere></Speech> hi"}})
     with pytest.raises(ValueError, match="text"):
         ST1Member(recipe)
+
+
+def test_prompted_dataset_reports_the_audio_datasets_notes():
+    # predict reports audio cut to its first seconds through ``dataset.notes``; S2/ST1's dataset wraps an audio one.
+    from types import SimpleNamespace
+
+    from abhinaya.members.s2 import PromptedAudioDataset
+
+    dataset = object.__new__(PromptedAudioDataset)
+    dataset.audio = SimpleNamespace(notes=["a.wav: 42.0 s long; only the first 30.0 s are used"])
+    assert dataset.notes == ["a.wav: 42.0 s long; only the first 30.0 s are used"]

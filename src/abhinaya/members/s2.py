@@ -110,6 +110,7 @@ class PromptedAudioDataset:
     ids = property(lambda self: self.audio.ids)
     labels = property(lambda self: self.audio.labels)
     lengths = property(lambda self: self.audio.lengths)
+    notes = property(lambda self: self.audio.notes)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

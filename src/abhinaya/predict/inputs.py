@@ -198,10 +198,7 @@ def reference_of(run: LoadedRun, report: Callable[[str], None]) -> torch.Tensor:
 
 def dataset_notes(dataset) -> list[str]:
     """What a dataset reports about inputs it uses only in part (``notes``: audio cut to its first seconds)."""
-    notes = getattr(dataset, "notes", None)
-    if notes is None:  # a dataset that wraps an audio dataset (the speech LLM members' prompted one)
-        notes = getattr(getattr(dataset, "audio", None), "notes", None)
-    return list(notes or [])
+    return list(getattr(dataset, "notes", None) or [])  # text datasets cut nothing and have none
 
 
 def predict(
