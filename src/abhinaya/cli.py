@@ -14,7 +14,6 @@ from abhinaya import __version__
 # Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
 # name -> (what it will do, the part of the system it belongs to).
 NOT_BUILT: dict[str, tuple[str, str]] = {
-    "run": ("run every stage of a recipe, cached and resumable", "the recipe runner (after the members exist)"),
     "serve": ("serve trained run folders over HTTP", "the inference service (after the members exist)"),
 }
 
@@ -106,12 +105,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from abhinaya.predict.inputs import predict
     from abhinaya.predictions import write_predictions
+    from abhinaya.system.predict import is_system_run
 
-    table = predict(
-        args.run_dir,
-        args.inputs,
+    options = dict(
         split=args.split,
         batch_size=args.batch_size,
         device=args.device,
@@ -120,8 +117,33 @@ def cmd_predict(args) -> int:
         speaker_norm=args.speaker_norm,
         speaker_from=args.speaker_from,
     )
+    if is_system_run(args.run_dir):
+        from abhinaya.system.predict import predict_system
+
+        table = predict_system(args.run_dir, args.inputs, members_dir=args.members, **options)
+    else:
+        from abhinaya.predict.inputs import predict
+
+        if args.members:
+            raise CLIError(f"--members needs a system run folder (written by abhinaya run); {args.run_dir} is a "
+                           "member's run")
+        table = predict(args.run_dir, args.inputs, **options)
     write_predictions(args.output, table, format=args.format)
     print(f"wrote {len(table)} predictions to {args.output}")
+    if args.members:
+        print(f"each member's predictions: {args.members}/<member>.csv")
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    from abhinaya.system.runner import run_system
+
+    result = run_system(args.recipe, args.output, args.set or [], dry_run=args.dry_run,
+                        progress=not args.no_progress)
+    if args.dry_run:
+        todo = sum(1 for status in result.statuses.values() if status != "would reuse")
+        print(f"{todo} of {len(result.statuses)} stages would run (nothing was run)")
     return 0
 
 
@@ -147,7 +169,9 @@ def cmd_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- ensemble
 def cmd_ensemble(args) -> int:
+    from abhinaya.evaluation.combiners import fit_ensemble
     from abhinaya.evaluation.ensemble import combine
+    from abhinaya.manifest import read_manifest
     from abhinaya.predictions import read_predictions, write_predictions
 
     if len(args.predictions) < 2:
@@ -159,10 +183,45 @@ def cmd_ensemble(args) -> int:
             weights = [float(w) for w in _split_list(args.weights)]
         except ValueError:
             raise CLIError(f"--weights must be comma-separated numbers, got {args.weights!r}") from None
-    # an index, a path or a file stem: resolved against the tables' sources by the ensemble
-    result = combine(tables, args.method, weights=weights, tiebreak=args.tiebreak)
+    fitted_methods = {"weighted": "weighted", "stacking": "stacking", "best": "best_member"}
+    if args.method not in fitted_methods or weights is not None:
+        if args.fit_on:
+            raise CLIError(f"--fit-on is for the fitted methods ({', '.join(fitted_methods)}) without --weights")
+        if args.method in ("stacking", "best"):
+            raise CLIError(f"--method {args.method} takes no --weights; it is fitted with --fit-on MANIFEST")
+        # an index, a path or a file stem: resolved against the tables' sources by the ensemble
+        result = combine(tables, args.method, weights=weights, tiebreak=args.tiebreak)
+        write_predictions(args.output, result, format=args.format)
+        print(f"wrote {len(result)} predictions ({args.method} of {len(tables)} tables) to {args.output}")
+        return 0
+
+    if not args.fit_on:
+        raise CLIError(f"--method {args.method} is fitted on labelled rows: give --fit-on MANIFEST (or --weights)")
+    if args.tiebreak is not None and args.method != "weighted":
+        raise CLIError(f"--method {args.method} has no ties to break; drop --tiebreak")
+    members = {table.name: table for table in tables}
+    if len(members) < len(tables):
+        raise CLIError("fitting names members by file name: give the tables distinct file names")
+    tiebreak = args.tiebreak  # a member name, an index or a path, as for the votes
+    if tiebreak is not None and tiebreak not in members:
+        in_range = tiebreak.isdigit() and int(tiebreak) < len(tables)
+        tiebreak = tables[int(tiebreak)].name if in_range else Path(tiebreak).stem
+    utterances = read_manifest(args.fit_on)
+    references = {u.id: u.label for u in utterances if u.split == args.fit_split and u.label is not None}
+    if not references:
+        raise CLIError(f"{args.fit_on}: no labelled utterance in split {args.fit_split!r} to fit on")
+    fitted = fit_ensemble(fitted_methods[args.method], members, references, tiebreak=tiebreak)
+    result = fitted.apply(members)
     write_predictions(args.output, result, format=args.format)
-    print(f"wrote {len(result)} predictions ({args.method} of {len(tables)} tables) to {args.output}")
+    fitted_rows = sum(utt_id in references for utt_id in result.ids)
+    if fitted.method == "weighted":
+        learned = "weights " + ", ".join(f"{name}={w:.3f}" for name, w in zip(fitted.members, fitted.weights))
+    elif fitted.method == "best_member":
+        learned = f"best member {fitted.member}"
+    else:
+        learned = f"logistic regression over {len(fitted.stacker['features'])} member log-probabilities"
+    print(f"fitted {fitted.method} on {fitted_rows} labelled {args.fit_split!r} rows of {args.fit_on} ({learned})")
+    print(f"wrote {len(result)} predictions ({fitted.method} of {len(tables)} tables) to {args.output}")
     return 0
 
 
@@ -256,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict with a trained run folder")
-    p.add_argument("run_dir", help="run folder written by abhinaya train")
+    p = sub.add_parser("predict", help="predict with a trained run folder (a member's or a whole system's)")
+    p.add_argument("run_dir", help="run folder written by abhinaya train (a member) or abhinaya run (a system)")
     p.add_argument("inputs", nargs="+", help="manifests (.jsonl), audio files or folders")
     p.add_argument("-o", "--output", required=True, help="prediction table to write (CSV)")
     p.add_argument("--split", help="only the utterances of this split of the manifests")
@@ -265,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--format", default="csv", choices=["csv", "msp"], help="msp: challenge submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--members", metavar="FOLDER",
+                   help="system run folders: also write each member's own table to FOLDER/<member>.csv")
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--speaker-norm", dest="speaker_norm", action="store_true", default=None,
@@ -285,12 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("ensemble", help="combine prediction tables by voting")
+    p = sub.add_parser("ensemble", help="combine prediction tables by voting, or by a combiner fitted on dev")
     p.add_argument("predictions", nargs="+", help="prediction tables (CSV)")
     p.add_argument("-o", "--output", required=True, help="output table")
-    p.add_argument("--method", default="majority", choices=["majority", "weighted", "soft"])
+    p.add_argument(
+        "--method", default="majority", choices=["majority", "weighted", "soft", "stacking", "best"],
+        help="majority: one vote per member; soft: mean of probabilities; weighted: weighted vote (weights from "
+        "--weights, or fitted with --fit-on: each member's macro-F1 above chance); stacking: logistic regression "
+        "over the members' log-probabilities, fitted with --fit-on; best: the member with the highest macro-F1 on "
+        "the --fit-on rows. Default: majority",
+    )
     p.add_argument("--tiebreak", help="member that wins ties: one of the given tables (path or name) or its index")
     p.add_argument("--weights", help="comma-separated member weights (weighted / soft)")
+    p.add_argument("--fit-on", metavar="MANIFEST", help="fit weighted / stacking / best on the tables' rows that "
+                   "are labelled in this manifest's --fit-split, then apply it to every row")
+    p.add_argument("--fit-split", default="dev", help="manifest split to fit on (default: dev)")
     p.add_argument("--format", default="csv", choices=["csv", "msp"], help="msp: challenge submission file")
     p.set_defaults(func=cmd_ensemble)
 
@@ -302,9 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("run", help="run every stage of a recipe [not built yet]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_built)
+    p = sub.add_parser(
+        "run", help="train a whole system (every member, the ensemble, the report) from a system recipe",
+        description="Every stage of a system recipe (recipes/*/abhinaya.yaml): prepare, transcribe, train each "
+        "member, predict dev and test, fit the ensembles on dev, report. Each stage is cached by a hash of its "
+        "inputs: a rerun does only what changed, an interrupted run resumes.",
+    )
+    p.add_argument("recipe", help="system recipe YAML (e.g. recipes/ravdess/abhinaya.yaml)")
+    p.add_argument("-o", "--output", required=True, help="system run folder (created, or continued)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a value: data.root=DIR for the system, s1.train.epochs=4 for member s1 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list the stages and what each would reuse; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (messages still go to the log)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="HTTP inference service [not built yet]")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -4,6 +4,9 @@ import pytest
 from abhinaya.evaluation.plots import (
     plot_confusion_matrix,
     plot_fold_scores,
+    plot_pairwise_matrix,
+    plot_per_class_f1,
+    plot_system_scores,
     plot_training_curves,
 )
 
@@ -67,3 +70,58 @@ def test_fold_scores(tmp_path):
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_fold_scores({}, ["fold1"], tmp_path / "h.png")
     assert not (tmp_path / "g.png").exists()
+
+
+def test_confusion_matrix_dpi(tmp_path):
+    from PIL import Image
+
+    small = plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], tmp_path / "small.png", dpi=50)
+    large = plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], tmp_path / "large.png", dpi=100)
+    with Image.open(small) as a, Image.open(large) as b:
+        assert b.size[0] == pytest.approx(2 * a.size[0], abs=2)
+
+
+def test_system_scores(tmp_path):
+    scores = {
+        "s1": {"macro_f1": 0.5, "ua": 0.55, "wa": 0.6},
+        "s2": {"macro_f1": 0.6, "ua": 0.6, "wa": 0.62},
+        "soft": {"macro_f1": 0.7, "ua": 0.72, "wa": 0.71},
+        "a$b": {"macro_f1": 0.65, "ua": 0.6, "wa": 0.7},  # a dollar sign is shown literally, not as mathtext
+    }
+    path = plot_system_scores(scores, tmp_path / "s.png", ensembles=["soft", "a$b"], chosen="soft", title="test")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]
+    with pytest.raises(ValueError, match="'s1' has no score for wa"):
+        plot_system_scores({"s1": {"macro_f1": 0.5, "ua": 0.5}}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_system_scores({}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("systems,classes", [(3, 4), (12, 10)])
+def test_per_class_f1(tmp_path, systems, classes):
+    from PIL import Image
+
+    labels = [f"class{c}" for c in range(classes)]
+    rng = np.random.default_rng(0)
+    f1 = {f"system{s}": dict(zip(labels, rng.uniform(size=classes))) for s in range(systems)}
+    path = plot_per_class_f1(
+        f1, labels, tmp_path / "pc.png", ensembles=["system0"], chosen="system1",
+        support={label: 10 for label in labels}, title="per class",
+    )
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    with Image.open(path) as image:  # 120 bars spread over rows, not one very wide strip
+        assert image.size[0] <= 1600
+    with pytest.raises(ValueError, match="no F1 for class"):
+        plot_per_class_f1({"a": {"x": 0.5}}, ["x", "y"], tmp_path / "bad.png")
+
+
+def test_pairwise_matrix_with_undefined_cells(tmp_path):
+    values = np.array([[1.0, 0.2, np.nan], [0.2, 1.0, np.nan], [np.nan, np.nan, np.nan]])
+    path = plot_pairwise_matrix(values, ["a", "b", "a_long_member_name"], tmp_path / "pm.png", vmin=-1.0,
+                                vmax=1.0, cmap="RdBu_r", colour_label="r", title="errors")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    with pytest.raises(ValueError, match="square"):
+        plot_pairwise_matrix(np.ones((2, 3)), ["a", "b"], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="names"):
+        plot_pairwise_matrix(np.ones((2, 2)), ["a"], tmp_path / "bad.png")

@@ -1,0 +1,118 @@
+"""Prediction with a system run folder: every member, then the ensemble the run chose.
+
+``abhinaya predict DIR INPUT...`` on a folder written by ``abhinaya run`` gathers the inputs once (same contract
+and errors as a member run), transcribes them when a member reads text and they have none, runs each member
+(its model loaded once, batched, then freed) and combines the members' tables with the fitted ensemble of
+``DIR/ensemble.json``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from abhinaya.manifest import Utterance, read_manifest, write_manifest
+from abhinaya.predictions import PredictionTable, write_predictions
+from abhinaya.recipes import from_dict, read_yaml
+from abhinaya.system.recipe import SystemRecipe
+from abhinaya.system.runner import ENSEMBLE_FILE, MEMBERS_FILE, SYSTEM_FILE, SystemRunError, common_rows
+
+
+def is_system_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder written by ``abhinaya run``."""
+    return (Path(path) / SYSTEM_FILE).is_file()
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemRunError(f"{path.parent}: the system run is not finished ({path.name} is missing); "
+                             "finish it with abhinaya run")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _transcribe(utterances: list[Utterance], recipe: SystemRecipe, progress: bool, report) -> list[Utterance]:
+    """``utterances`` with Whisper transcripts where they have none (every one with ``transcribe.overwrite``),
+    as the text members were trained."""
+    from abhinaya.asr.transcribe import TranscriptionConfig, transcribe_manifest
+    from abhinaya.recipes import to_dict
+
+    spec = recipe.transcribe
+    todo = [u for u in utterances if spec.overwrite or not (u.text and u.text.strip())]
+    if not todo:
+        return utterances
+    config = TranscriptionConfig(**{k: v for k, v in to_dict(spec).items() if k != "overwrite"})
+    report(f"transcribing {len(todo)} input(s) with {config.model} for the members that read text")
+    with tempfile.TemporaryDirectory(prefix="abhinaya-transcripts-") as tmp:
+        manifest = write_manifest(Path(tmp) / "inputs.jsonl", [replace(u, text=None) for u in todo])
+        summary = transcribe_manifest(manifest, manifest, config, progress=progress,
+                                      report=lambda message: report(f"failed: {message}"))
+        texts = {u.id: u.text for u in read_manifest(manifest)}
+    report(summary.line())
+    return [replace(u, text=texts[u.id]) if u.id in texts else u for u in utterances]
+
+
+def predict_system(
+    run_dir: str | Path,
+    inputs: Iterable[str | Path],
+    *,
+    split: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
+    speaker_from: str | None = None,
+    members_dir: str | Path | None = None,
+) -> PredictionTable:
+    """Predict ``inputs`` with the system in ``run_dir``: each member, then the chosen ensemble. ``members_dir``:
+    also write each member's own table there as ``<member>.csv``."""
+    import torch
+
+    from abhinaya.evaluation.combiners import FittedEnsemble
+    from abhinaya.members import get_member
+    from abhinaya.predict.inputs import gather_inputs, predict_utterances
+    from abhinaya.runs import CONFIG_FILE, load_run, recipe_from_dict
+
+    run_dir = Path(run_dir)
+    recipe = from_dict(SystemRecipe, read_yaml(run_dir / SYSTEM_FILE))
+    members = _read_json(run_dir / MEMBERS_FILE)
+    record = _read_json(run_dir / ENSEMBLE_FILE)
+    ensemble = FittedEnsemble.from_dict(record["system"])
+    folders = {}
+    for name in ensemble.members:
+        folder = Path(members[name]["run"])
+        folders[name] = folder if folder.is_absolute() else run_dir / folder
+    recipes = {name: recipe_from_dict(read_yaml(folder / CONFIG_FILE), str(folder / CONFIG_FILE))
+               for name, folder in folders.items()}
+    # The inputs are checked before any model is loaded.
+    first = next(iter(recipes.values()))
+    source = speaker_from or first.predict.speaker_from
+    utterances = gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
+    if any("text" in get_member(r.member).inputs for r in recipes.values()):
+        utterances = _transcribe(utterances, recipe, progress, report)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tables: dict[str, PredictionTable] = {}
+    for position, (name, folder) in enumerate(folders.items(), start=1):
+        report(f"[{position}/{len(folders)}] {name}: {folder}")
+        run = load_run(folder, device=device)
+        if speaker_from is not None:
+            run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
+        table = predict_utterances(run, utterances, batch_size=batch_size, progress=progress,
+                                   report=lambda message, name=name: report(f"  {name}: {message}"),
+                                   speaker_norm=speaker_norm)
+        table.source = name
+        tables[name] = table
+        if members_dir is not None:
+            write_predictions(Path(members_dir) / f"{name}.csv", table)
+        del run
+        gc.collect()
+    combined = ensemble.apply(common_rows(tables, report, "input"))
+    combined.source = record["chosen"]
+    return combined
+
+
+__all__ = ["is_system_run", "predict_system"]
