@@ -129,30 +129,22 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch, one_torch_thread):
     monkeypatch.setenv("ABHINAYA_FEATURE_CACHE", str(tmp_path / "users-feature-cache"))
     assert main(["demo", "--workdir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for name in ("ravdess/vote (majority)", "ravdess/s1", "ravdess/s2", "ravdess/st1", "emodb/mel-logreg",
-                 "msp-podcast/vote (soft)", "meld/tfidf-logreg", "meld/t1", "meld/t2", "meld/vote (majority)"):
-        assert name in out
     assert "tiny random-weight Whisper" in out and "tiny random-weight Llama" in out
-    # transcription: a few RAVDESS test utterances, scored against the corpus's sentences, the WER said to be void
-    transcribed = read_manifest(tmp_path / "ravdess" / "transcripts.jsonl")
-    assert 0 < len(transcribed) <= 6 and {u.split for u in transcribed} == {"test"}
-    assert all(u.text is not None for u in transcribed)
-    assert "word error rate" in out and "synthetic tones" in out
-    # the speech LLM members predict RAVDESS's test split; their frozen Whisper output is cached in the work folder
-    test = sorted(u.id for u in read_manifest(tmp_path / "ravdess" / "manifest.split.jsonl") if u.split == "test")
-    for member in ("s1", "s2", "st1", "vote"):
-        assert sorted(read_predictions(tmp_path / "ravdess" / f"{member}.csv").ids) == test
-    assert "ST1's transcripts: the texts the corpus comes with" in out
+    run = tmp_path / "run"
+    stages = json.loads((run / "stages.json").read_text())["stages"]
+    members = ("s1", "s2", "st1", "t1", "t2", "egemaps")
+    assert {"prepare", "transcribe", "ensemble", "report", *(f"train {m}" for m in members)} <= set(stages)
+    # every member and the system predict the test speakers
+    test = sorted(u.id for u in read_manifest(tmp_path / "manifest.split.jsonl") if u.split == "test")
+    for table in (*members, "majority", "system"):
+        assert sorted(read_predictions(run / "predictions" / f"{table}.test.csv").ids) == test
+    # the speech LLM members' frozen Whisper output is cached in the work folder, not the user's cache
     assert (tmp_path / "features").is_dir() and not (tmp_path / "users-feature-cache").exists()
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    # the miniature corpora carry learnable emotion cues: the vote must beat chance (1/8) clearly
-    assert metrics["ravdess/vote (majority)"]["macro_f1"] > 0.5
-    dev = [u.id for u in read_manifest(tmp_path / "meld" / "manifest.jsonl") if u.split == "dev"]
-    for member in ("t1", "t2", "vote"):
-        assert sorted(read_predictions(tmp_path / "meld" / f"{member}.csv").ids) == sorted(dev)
-    submission = (tmp_path / "msp-podcast" / "submission.csv").read_text().splitlines()
-    assert submission[0] == "FileName,EmoClass" and len(submission) > 1
-    assert (tmp_path / "ravdess" / "vote-confusion.png").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    # the miniature corpus carries learnable emotion cues: S1 must beat chance (1/8) clearly
+    assert metrics["test"]["s1"]["macro_f1"] > 0.4
+    assert "(chosen)" in out and f"abhinaya predict {run}" in out
+    assert (run / "report.html").is_file()
 
 
 def test_predict_offers_every_speaker_source(capsys):

@@ -24,6 +24,7 @@ def tiny_recipe(member: str, whisper, llama) -> dict:
         "st1": {"whisper": str(whisper), "llm": str(llama), **SPEECH_LLM},
         "t1": {"model": str(llama)},
         "t2": {"llm": str(llama), "lora_layers": 1, "attention_dim": 8, "head_hidden": 16},
+        "egemaps": {"head_hidden": 16},
     }
     return {"member": member, "model": models[member]}
 

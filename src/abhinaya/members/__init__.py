@@ -5,6 +5,7 @@
 - ``st1``: the speech LLM of S2 given the speech and the transcript (speech + text)
 - ``t1``: zero-shot LLM on the transcript (text)
 - ``t2``: LoRA-tuned LLM used as a text encoder + attentive statistics pooling (text)
+- ``egemaps``: openSMILE eGeMAPS functionals + a linear classifier or small MLP, the acoustic reference (speech)
 
 ``get_member(name)`` returns a member class; modules are imported on demand so
 that a member's heavy dependencies load only when it is used.
@@ -24,6 +25,7 @@ MEMBERS: dict[str, str] = {
     "st1": "abhinaya.members.st1:ST1Member",
     "t1": "abhinaya.members.t1:T1Member",
     "t2": "abhinaya.members.t2:T2Member",
+    "egemaps": "abhinaya.members.egemaps:EgemapsMember",
 }
 
 

@@ -1,49 +1,25 @@
-"""Cheap reference classifiers that every member is compared with.
+"""Cheap text reference classifiers that the text members are compared with.
 
-- ``AcousticBaseline``: log-mel statistics (``features.utterance_statistics``),
-  standardised, then a scikit-learn classifier (logistic regression, k-nearest
-  neighbours or a random forest).
 - ``TextBaseline``: TF-IDF of word uni/bi-grams + logistic regression.
 - ``EmbeddingTextBaseline``: frozen sentence embeddings from any transformers
   encoder folder (e.g. all-MiniLM-L6-v2) + logistic regression.
 
-All three are trained on a list of ``Utterance`` records and predict a
+Both are trained on a list of ``Utterance`` records and predict a
 ``PredictionTable``. Class weights are balanced by default, as for the learned members.
+The acoustic reference is a member of its own (``members/egemaps.py``: eGeMAPS
+functionals + logistic regression, trained and predicted like every member).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from abhinaya.audio import AudioError, load_audio
-from abhinaya.data.features import utterance_statistics
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.predictions import PredictionTable, table_from_probs
-
-ACOUSTIC_CLASSIFIERS = ("logreg", "knn", "forest")
-
-
-def _make_classifier(name: str, seed: int):
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if name == "logreg":
-        model = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")
-    elif name == "knn":
-        model = KNeighborsClassifier(n_neighbors=7, weights="distance")
-    elif name == "forest":
-        model = RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=seed, n_jobs=1)
-    else:
-        raise ValueError(f"unknown classifier {name!r}; choose one of {ACOUSTIC_CLASSIFIERS}")
-    return make_pipeline(StandardScaler(), model)
 
 
 def _align_probs(model, probs: np.ndarray, label_set: LabelSet) -> np.ndarray:
@@ -52,61 +28,6 @@ def _align_probs(model, probs: np.ndarray, label_set: LabelSet) -> np.ndarray:
     for column, index in enumerate(model.classes_):
         full[:, int(index)] = probs[:, column]
     return full
-
-
-@dataclass
-class FeatureCache:
-    """Utterance-level acoustic features, computed once per id."""
-
-    sample_rate: int = 16_000
-    progress: bool = True
-
-    def __post_init__(self):
-        self._cache: dict[str, np.ndarray] = {}
-        self.errors: list[str] = []
-
-    def features(self, utterances: Sequence[Utterance], desc: str = "features") -> tuple[list[Utterance], np.ndarray]:
-        """Features of the usable utterances; unreadable audio is reported in
-        ``errors`` (by path and reason) and left out."""
-        kept, rows = [], []
-        for utt in tqdm(utterances, desc=desc, disable=not self.progress, leave=False):
-            if utt.id not in self._cache:
-                if utt.audio is None:
-                    self.errors.append(f"{utt.id}: no audio path in the manifest")
-                    continue
-                try:
-                    wave = load_audio(utt.audio, self.sample_rate, min_duration=0.05)
-                except AudioError as err:
-                    self.errors.append(str(err))
-                    continue
-                self._cache[utt.id] = utterance_statistics(wave, self.sample_rate)
-            kept.append(utt)
-            rows.append(self._cache[utt.id])
-        matrix = np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
-        return kept, matrix
-
-
-class AcousticBaseline:
-    """Log-mel statistics + a scikit-learn classifier."""
-
-    def __init__(self, label_set: LabelSet, classifier: str = "logreg", features: FeatureCache | None = None, seed: int = 0):
-        self.label_set = label_set
-        self.classifier = classifier
-        self.cache = features or FeatureCache()
-        self.model = _make_classifier(classifier, seed)
-
-    def fit(self, utterances: Sequence[Utterance]) -> "AcousticBaseline":
-        labelled = [u for u in utterances if u.label is not None]
-        kept, x = self.cache.features(labelled, desc=f"{self.classifier}: train features")
-        if not kept:
-            raise ValueError("no usable labelled training utterances")
-        self.model.fit(x, self.label_set.encode_many([u.label for u in kept]))
-        return self
-
-    def predict(self, utterances: Sequence[Utterance], name: str | None = None) -> PredictionTable:
-        kept, x = self.cache.features(utterances, desc=f"{self.classifier}: predict")
-        probs = _align_probs(self.model, self.model.predict_proba(x), self.label_set) if kept else np.zeros((0, len(self.label_set)))
-        return table_from_probs([u.id for u in kept], probs, self.label_set, source=name or self.classifier)
 
 
 class TextBaseline:

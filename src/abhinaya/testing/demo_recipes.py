@@ -1,10 +1,10 @@
-"""The recipes ``abhinaya demo`` trains: the shipped YAML recipes, shrunk to the demo's scale with dotted-key
-overrides.
+"""The system ``abhinaya demo`` runs: the shipped RAVDESS system recipe (``recipes/ravdess/abhinaya.yaml``), its
+members shrunk to the demo's scale with dotted-key overrides.
 
-``DEMO_RECIPES`` names the shipped file of each member; ``DEMO_OVERRIDES`` lists what the demo changes in it to stay
-short (fewer epochs, a smaller calibration sample, S1 lighter than its RAVDESS recipe); ``run_overrides`` adds what
-each run decides (the manifest, the models found, how many layers they have). ``demo_recipe`` is the shipped file plus
-both lists, mapped onto the member's recipe class as ``abhinaya train --set`` would.
+``DEMO_OVERRIDES`` lists what the demo changes in each member's shipped recipe whatever the run (fewer epochs, a
+smaller calibration sample, S1 lighter); ``model_overrides`` adds what each run decides (the models found and how
+many layers they have). ``demo_system`` is the shipped system recipe with those overrides as each member's ``set``
+list, and nothing else changed but the data, the transcription model and the members left out.
 
 The ``recipes/`` folder sits at the root of a source checkout (the package installed editable from a clone);
 ``recipes_dir`` finds it next to the source tree.
@@ -17,33 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import abhinaya
-from abhinaya.labels import CORPUS_LABEL_SETS
-from abhinaya.recipes import Recipe
 
-# member -> its shipped recipe, relative to recipes/
-DEMO_RECIPES: dict[str, str] = {
-    "s1": "ravdess/s1.yaml",
-    "s2": "ravdess/s2.yaml",
-    "st1": "ravdess/st1.yaml",
-    "t1": "meld/t1.yaml",
-    "t2": "meld/t2.yaml",
-}
-
+SYSTEM_RECIPE = "ravdess/abhinaya.yaml"
 DEMO_S1_EPOCHS = 4
-DEMO_T2_EPOCHS = 3
+DEMO_T2_EPOCHS = 1
 DEMO_SPEECH_LLM_EPOCHS = 2
-# Training transcripts of T1's calibration (recipes/meld/t1.yaml uses 1000).
+# Training transcripts of T1's calibration (recipes/ravdess/t1.yaml uses 200).
 DEMO_T1_CALIBRATION = 32
-# Layers of the LLM that S2 and ST1 run, as their RAVDESS recipes (the first 1 and 2 of SmolLM2's 30).
-SPEECH_LLM_LAYERS = {"s2": 1, "st1": 2}
-# Whisper layer of S2 and ST1 and LLM layers of T2, as their recipes; a smaller model runs all of its own.
-SPEECH_LLM_WHISPER_LAYER = 4
-T2_LAYER, T2_LORA_LAYERS = 24, 6
+# Members that need no language model; --no-llm keeps only these.
+ACOUSTIC_MEMBERS = ("s1", "egemaps")
 
-# What the demo changes in each shipped recipe, whatever the run.
+# What the demo changes in each shipped member recipe, whatever the run.
 DEMO_OVERRIDES: dict[str, list[str]] = {
-    # S1 trains briefly: shorter crops, no tempo or noise augmentation, a smaller head, faster learning rates, and
-    # the epoch with the best dev score is kept.
+    # S1 trains briefly: shorter crops, no tempo or noise augmentation, a smaller head, faster learning rates.
     "s1": [
         "audio.speed_perturb=0.0",
         "audio.noise_snr_db=null",
@@ -53,12 +39,12 @@ DEMO_OVERRIDES: dict[str, list[str]] = {
         "model.head_hidden=128",
         "train.encoder_lr=5.0e-5",
         "train.head_lr=2.0e-3",
-        "train.keep=best",
     ],
-    "s2": [],
-    "st1": [],
+    "s2": [f"train.epochs={DEMO_SPEECH_LLM_EPOCHS}", f"train.average_epochs={DEMO_SPEECH_LLM_EPOCHS}"],
+    "st1": [f"train.epochs={DEMO_SPEECH_LLM_EPOCHS}", f"train.average_epochs={DEMO_SPEECH_LLM_EPOCHS}"],
     "t1": [f"model.calibration_utterances={DEMO_T1_CALIBRATION}"],
-    "t2": [],
+    "t2": [f"train.epochs={DEMO_T2_EPOCHS}"],
+    "egemaps": [],
 }
 
 
@@ -73,76 +59,77 @@ def recipes_dir() -> Path:
     return folder
 
 
-def shipped_recipe_path(member: str) -> Path:
-    if member not in DEMO_RECIPES:
-        raise ValueError(f"the demo has no recipe for member {member!r}; it runs {', '.join(DEMO_RECIPES)}")
-    path = recipes_dir() / DEMO_RECIPES[member]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the shipped recipe of {member} is missing from {recipes_dir()}")
-    return path
-
-
 def _value(value: Any) -> str:
     """A value as an override writes it: JSON, which YAML reads back unchanged (quoted strings keep paths intact)."""
     return json.dumps(value)
 
 
-def run_overrides(
+def model_overrides(
     member: str,
     *,
-    manifest: str | Path,
-    corpus: str,
-    progress: bool,
-    epochs: int | None = None,
+    s1_epochs: int = DEMO_S1_EPOCHS,
     encoder: str | None = None,
-    whisper: str | None = None,
     whisper_layers: int | None = None,
     llm: str | None = None,
     llm_layers: int | None = None,
     feature_cache: str | Path | None = None,
 ) -> list[str]:
-    """What one demo run sets in ``member``'s recipe: the manifest it prepared (already split by speaker, so the
-    recipe's dev speakers are not moved again), the corpus (null for a layout without a label set), the progress
-    bars, the epochs, the models it found and, for models smaller than the recipe's, all of their layers."""
-    if member not in DEMO_RECIPES:
-        raise ValueError(f"the demo has no recipe for member {member!r}; it runs {', '.join(DEMO_RECIPES)}")
-    overrides = [
-        f"data.manifest={_value(str(manifest))}",
-        f"data.corpus={_value(corpus if corpus in CORPUS_LABEL_SETS else None)}",
-        f"train.progress={_value(progress)}",
-    ]
-    if member in ("s1", "s2", "st1"):
-        overrides.append("data.dev_speakers=[]")
+    """What one demo run sets in ``member``'s recipe: the models it found (``encoder``: the Whisper folder or
+    offline name) and, for models smaller than the recipe's, all of their layers; S1's epochs; the demo's own
+    feature cache."""
+    from abhinaya.recipes import read_yaml
+
+    if member not in DEMO_OVERRIDES:
+        raise ValueError(f"the demo has no member {member!r}; it runs {', '.join(DEMO_OVERRIDES)}")
+    recipe = read_yaml(recipes_dir() / "ravdess" / f"{member}.yaml")
+    model = recipe.get("model", {})
     if member == "s1":
-        overrides += [f"model.encoder={_value(str(encoder))}", f"train.epochs={_value(epochs)}"]
-    elif member in ("s2", "st1"):
-        overrides += [
-            f"model.whisper={_value(str(whisper))}",
-            f"model.whisper_layer={_value(min(SPEECH_LLM_WHISPER_LAYER, whisper_layers))}",
+        return [f"model.encoder={_value(str(encoder))}", f"train.epochs={_value(s1_epochs)}"]
+    if member in ("s2", "st1"):
+        return [
+            f"model.whisper={_value(str(encoder))}",
+            f"model.whisper_layer={_value(min(model['whisper_layer'], whisper_layers))}",
             f"model.llm={_value(str(llm))}",
-            f"model.layer={_value(min(SPEECH_LLM_LAYERS[member], llm_layers))}",
+            f"model.layer={_value(min(model['layer'], llm_layers))}",
             f"model.feature_cache={_value(str(feature_cache))}",
-            f"train.epochs={_value(epochs)}",
-            f"train.average_epochs={_value(min(3, epochs))}",
         ]
-    elif member == "t1":
-        overrides.append(f"model.model={_value(str(llm))}")
-    elif member == "t2":
-        layer = min(T2_LAYER, llm_layers)
-        overrides += [
-            f"model.llm={_value(str(llm))}",
-            f"model.layer={_value(layer)}",
-            f"model.lora_layers={_value(min(T2_LORA_LAYERS, layer))}",
-            f"train.epochs={_value(epochs)}",
-        ]
-    return overrides
+    if member == "t1":
+        return [f"model.model={_value(str(llm))}"]
+    if member == "t2":
+        layer = min(model["layer"], llm_layers)
+        return [f"model.llm={_value(str(llm))}", f"model.layer={_value(layer)}",
+                f"model.lora_layers={_value(min(model['lora_layers'], layer))}"]
+    return [f"model.feature_cache={_value(str(feature_cache))}"]  # egemaps
 
 
-def demo_recipe(member: str, **run: Any) -> Recipe:
-    """``member``'s shipped recipe with ``DEMO_OVERRIDES[member]`` and ``run_overrides(member, **run)``."""
-    from abhinaya.runs import load_recipe
+def demo_system(
+    *,
+    manifest: str | Path,
+    corpus: str | None,
+    members: list[str],
+    transcriber: dict[str, Any],
+    **models: Any,
+) -> dict[str, Any]:
+    """The shipped system recipe as the demo runs it (a plain mapping, to be written as YAML): the prepared
+    ``manifest`` (already split by speaker), ``members`` only, each with ``DEMO_OVERRIDES`` and
+    ``model_overrides(member, **models)`` as its ``set`` list, and ``transcriber`` merged into ``transcribe``."""
+    from abhinaya.recipes import read_yaml
 
-    return load_recipe(shipped_recipe_path(member), [*DEMO_OVERRIDES[member], *run_overrides(member, **run)])
+    system = read_yaml(recipes_dir() / SYSTEM_RECIPE)
+    system["data"] = {**system["data"], "manifest": str(manifest), "root": None, "corpus": corpus,
+                      "dev_speakers": [], "test_speakers": []}
+    system["transcribe"] = {**system["transcribe"], **transcriber}
+    shipped = system["members"]
+    system["members"] = {
+        name: {
+            "recipe": str(recipes_dir() / "ravdess" / shipped[name]["recipe"]),
+            "set": [*DEMO_OVERRIDES[name], *model_overrides(name, **models)],
+        }
+        for name in members
+    }
+    if system["ensemble"].get("tiebreak") not in members:
+        system["ensemble"]["tiebreak"] = members[0]
+    return system
 
 
 def prompt_texts() -> list[str]:
@@ -151,25 +138,24 @@ def prompt_texts() -> list[str]:
     from abhinaya.runs import load_recipe
 
     texts: list[str] = []
-    t1 = load_recipe(shipped_recipe_path("t1")).model
+    t1 = load_recipe(recipes_dir() / "ravdess" / "t1.yaml").model
     texts += [t1.system_prompt, t1.user_template, t1.reply_template, *t1.label_words.values()]
     for member in ("s2", "st1"):
-        prompt = load_recipe(shipped_recipe_path(member)).prompt
+        prompt = load_recipe(recipes_dir() / "ravdess" / f"{member}.yaml").prompt
         texts += [prompt.template, *prompt.instructions]
     return texts
 
 
 __all__ = [
+    "ACOUSTIC_MEMBERS",
     "DEMO_OVERRIDES",
-    "DEMO_RECIPES",
     "DEMO_S1_EPOCHS",
     "DEMO_SPEECH_LLM_EPOCHS",
     "DEMO_T1_CALIBRATION",
     "DEMO_T2_EPOCHS",
-    "SPEECH_LLM_LAYERS",
-    "demo_recipe",
+    "SYSTEM_RECIPE",
+    "demo_system",
+    "model_overrides",
     "prompt_texts",
     "recipes_dir",
-    "run_overrides",
-    "shipped_recipe_path",
 ]

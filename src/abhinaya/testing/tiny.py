@@ -215,7 +215,34 @@ def write_tiny_whisper_asr(folder: str | Path) -> Path:
     return _publish(staging, folder)
 
 
+# The keys of the "cfg" dict of an official BEATs checkpoint (BEATs_iter3_plus_AS2M*.pt).
+BEATS_CHECKPOINT_CFG_KEYS = (
+    "input_patch_size", "embed_dim", "conv_bias", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+    "encoder_attention_heads", "activation_fn", "layer_norm_first", "deep_norm", "conv_pos", "conv_pos_groups",
+    "relative_position_embedding", "num_buckets", "max_distance", "gru_rel_pos",
+)  # fmt: skip
+
+
+def write_tiny_beats_checkpoint(path: str | Path, seed: int = 0) -> Path:
+    """A tiny random BEATs saved in the official checkpoint layout (``{"cfg": ..., "model": state_dict}``), standing
+    in for the BEATs checkpoint SALMONN uses."""
+    import dataclasses
+
+    import torch
+
+    from abhinaya.nn.beats import BEATs, BEATsConfig
+
+    config = BEATsConfig.tiny()
+    torch.manual_seed(seed)
+    cfg = {k: v for k, v in dataclasses.asdict(config).items() if k in BEATS_CHECKPOINT_CFG_KEYS}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"cfg": cfg, "model": BEATs(config).state_dict()}, path)
+    return path
+
+
 __all__ = [
+    "BEATS_CHECKPOINT_CFG_KEYS",
     "DEMO_LLAMA",
     "TINY_LLAMA",
     "TINY_LLAMA_CHAT_TEMPLATE",
@@ -223,6 +250,7 @@ __all__ = [
     "TINY_LLAMA_WORDS",
     "TINY_WAVLM",
     "TINY_WHISPER",
+    "write_tiny_beats_checkpoint",
     "write_tiny_llama",
     "write_tiny_llama_for_texts",
     "write_tiny_wavlm",
