@@ -177,3 +177,29 @@ def test_recipe_errors_name_the_problem(tmp_path, tiny_whisper_dir, corpus):
         run_system(recipe, tmp_path / "r", [f"data.root={tmp_path / 'nowhere'}"], dry_run=True, echo=quiet)
     with pytest.raises(ValueError, match="member recipe"):
         run_system(tmp_path / "s1.yaml", tmp_path / "r", dry_run=True, echo=quiet)
+
+
+def test_an_utterance_a_member_could_not_predict_gets_the_vote_of_the_others():
+    from abhinaya.evaluation.combiners import FittedEnsemble
+    from abhinaya.labels import LabelSet
+    from abhinaya.predictions import table_from_probs
+    from abhinaya.system.runner import apply_ensemble
+
+    labels = LabelSet(["angry", "happy", "sad"])
+
+    def table(ids, classes):
+        probs = np.eye(3)[[labels.encode(c) for c in classes]] * 0.8 + 0.2 / 3
+        return table_from_probs(ids, probs, labels, source="t")
+
+    tables = {
+        "a": table(["u1", "u2", "u3"], ["angry", "happy", "sad"]),
+        "b": table(["u1", "u2", "u3"], ["angry", "sad", "happy"]),
+        "t": table(["u1"], ["sad"]),  # a text member: u2 and u3 had no transcript
+    }
+    ensemble = FittedEnsemble(method="majority", members=["a", "b", "t"], label_set=list(labels), tiebreak="b")
+    notes = []
+    out = apply_ensemble(ensemble, tables, notes.append, "input")
+    assert out.ids == ["u1", "u2", "u3"]
+    assert out.labels == ["angry", "sad", "happy"]  # u2, u3: a and b tie, b breaks the tie
+    assert out.probs.shape == (3, 3) and np.allclose(out.probs.sum(axis=1), 1.0)
+    assert notes == ["note: 2 input utterance(s) have no prediction from t; the majority vote of a, b predicts them"]

@@ -19,7 +19,7 @@ from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.predictions import PredictionTable, write_predictions
 from abhinaya.recipes import from_dict, read_yaml
 from abhinaya.system.recipe import SystemRecipe
-from abhinaya.system.runner import ENSEMBLE_FILE, MEMBERS_FILE, SYSTEM_FILE, SystemRunError, common_rows
+from abhinaya.system.runner import ENSEMBLE_FILE, MEMBERS_FILE, SYSTEM_FILE, SystemRunError, apply_ensemble
 
 
 def is_system_run(path: str | Path) -> bool:
@@ -110,7 +110,7 @@ def predict_system(
             write_predictions(Path(members_dir) / f"{name}.csv", table)
         del run
         gc.collect()
-    combined = ensemble.apply(common_rows(tables, report, "input"))
+    combined = apply_ensemble(ensemble, tables, report, "input")
     combined.source = record["chosen"]
     return combined
 

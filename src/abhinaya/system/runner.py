@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.recipes import ConfigError, Recipe, to_dict, write_yaml
 from abhinaya.system.recipe import MemberSpec, SystemRecipe, load_system_recipe
@@ -379,14 +381,15 @@ class SystemPlan:
         method = choice.method if spec.choose == "dev" else spec.choose
         reason = choice.reason if spec.choose == "dev" else f"{method}: fixed by the recipe (ensemble.choose)"
         test = self._member_tables("test")
-        test = common_rows(test, self.log, "test") if test else {}
         for name in spec.methods:
             write_predictions(self.path(f"{PREDICTIONS_DIR}/{name}.dev.csv"), choice.dev_tables[name])
             if test:
-                write_predictions(self.path(f"{PREDICTIONS_DIR}/{name}.test.csv"), choice.fitted[name].apply(test))
+                table = apply_ensemble(choice.fitted[name], test, self.log if name == method else quiet, "test")
+                write_predictions(self.path(f"{PREDICTIONS_DIR}/{name}.test.csv"), table)
         write_predictions(self.path(f"{PREDICTIONS_DIR}/{SYSTEM_TABLE}.dev.csv"), choice.dev_tables[method])
         if test:
-            write_predictions(self.path(f"{PREDICTIONS_DIR}/{SYSTEM_TABLE}.test.csv"), choice.fitted[method].apply(test))
+            write_predictions(self.path(f"{PREDICTIONS_DIR}/{SYSTEM_TABLE}.test.csv"),
+                              apply_ensemble(choice.fitted[method], test, quiet, "test"))
         record = choice.to_dict()
         record.update({"chosen": method, "reason": reason, "system": choice.fitted[method].to_dict(),
                        "members": list(dev)})
@@ -462,9 +465,60 @@ def common_rows(tables: dict, log, split: str) -> dict:
         missing = len(table) - len(shared)
         if missing:
             log(f"warning: {missing} {split} utterance(s) predicted by {name} are missing from another member; "
-                "the ensemble leaves them out")
+                "the ensemble leaves them out of fitting")
     order = [i for i in next(iter(tables.values())).ids if i in shared]
     return {name: table.reorder(order) for name, table in tables.items()}
+
+
+def apply_ensemble(ensemble, tables: dict, log, what: str):
+    """``ensemble`` (a ``FittedEnsemble``) applied to the members' ``tables``. An utterance that some member could
+    not predict (a text member given an empty transcript: silence, music) is not lost: it gets the majority vote of
+    the members that did predict it (ties to the tie-break member when it is one of them), and the log says how many
+    and which members were missing. Rows follow the first member's order, then any id only later members have."""
+    from abhinaya.evaluation.ensemble import majority_vote
+    from abhinaya.labels import LabelSet
+    from abhinaya.predictions import PredictionTable
+
+    tables = {name: tables[name] for name in ensemble.members}
+    order: dict[str, None] = {}
+    for table in tables.values():
+        order.update(dict.fromkeys(table.ids))
+    id_sets = {name: set(t.ids) for name, t in tables.items()}
+    shared = set.intersection(*id_sets.values())
+    combined = ensemble.apply({name: t.reorder([i for i in t.ids if i in shared]) for name, t in tables.items()})
+    rest = [i for i in order if i not in shared]
+    if not rest:
+        return combined
+    label_set = LabelSet(ensemble.label_set)
+    by_members: dict[tuple[str, ...], list[str]] = {}
+    for utt_id in rest:
+        present = tuple(name for name in tables if utt_id in id_sets[name])
+        by_members.setdefault(present, []).append(utt_id)
+    rows: dict[str, tuple[str, object]] = {}
+    for present, ids in by_members.items():
+        missing = [name for name in tables if name not in present]
+        log(f"note: {len(ids)} {what} utterance(s) have no prediction from {', '.join(missing)}; the majority vote "
+            f"of {', '.join(present)} predicts them")
+        members = [tables[name].reorder(ids) for name in present]
+        tiebreak = present.index(ensemble.tiebreak) if ensemble.tiebreak in present else None
+        vote = majority_vote(members, tiebreak=tiebreak)
+        index = vote.label_set.index
+        for row, utt_id in enumerate(ids):
+            probs = [vote.probs[row, index[c]] if c in index else 0.0 for c in label_set]
+            rows[utt_id] = (vote.labels[row], probs)
+    probs = {i: combined.probs[k] for k, i in enumerate(combined.ids)} if combined.probs is not None else None
+    labels = dict(zip(combined.ids, combined.labels))
+    ids = list(order)
+    out_labels = [labels[i] if i in labels else rows[i][0] for i in ids]
+    out_probs = None
+    if probs is not None:
+        out_probs = np.array([probs[i] if i in probs else rows[i][1] for i in ids], dtype=np.float64)
+    return PredictionTable(ids, out_labels, out_probs, label_set if out_probs is not None else None,
+                           combined.source)
+
+
+def quiet(_message: str) -> None:
+    pass
 
 
 def _minutes(seconds: float) -> str:
