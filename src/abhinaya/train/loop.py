@@ -209,8 +209,11 @@ class Trainer:
             if accelerator.is_main_process:
                 self.files.write_metrics(history, cfg.selection_metric, self.log)
                 dev_text = f", dev {cfg.selection_metric} {record[cfg.selection_metric]:.4f}" if dev_set is not None else ""
+                left = cfg.epochs - (epoch + 1)
+                # the mean epoch so far, times the epochs left (resumed epochs included)
+                eta = f"; about {left * sum(r['seconds'] for r in history) / len(history) / 60:.1f} min left" if left else ""
                 self._log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f}{dev_text}"
-                          f"{' (best)' if record['best'] else ''}, {record['seconds']:.0f} s")
+                          f"{' (best)' if record['best'] else ''}, {record['seconds']:.0f} s{eta}")
             save_checkpoint()
             if selection.should_stop(progress, cfg.patience):
                 self.log(f"early stop: no better dev {cfg.selection_metric} for {cfg.patience} epoch(s)")
