@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abhinaya.corpora import prepare_corpus, summarize
-from abhinaya.corpora.splits import apply_speaker_split, check_speaker_independence, holdout_speakers, sorted_speakers
+from abhinaya.corpora.splits import (
+    apply_speaker_split,
+    check_speaker_independence,
+    holdout_speakers,
+    sorted_speakers,
+)
 from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.recipes import write_yaml
 from abhinaya.testing import dummies
@@ -127,7 +132,7 @@ def run_demo(
     llm: bool = True,
 ) -> DemoResult:
     """Run the demo system; the working folder is removed afterwards unless ``keep`` or ``workdir`` is given."""
-    from abhinaya.system.runner import METRICS_FILE, ENSEMBLE_FILE, run_system
+    from abhinaya.system.runner import ENSEMBLE_FILE, METRICS_FILE, run_system
 
     if corpus not in DEMO_CORPORA:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(DEMO_CORPORA)}")

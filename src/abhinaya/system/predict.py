@@ -19,7 +19,13 @@ from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.predictions import PredictionTable, write_predictions
 from abhinaya.recipes import from_dict, read_yaml
 from abhinaya.system.recipe import SystemRecipe
-from abhinaya.system.runner import ENSEMBLE_FILE, MEMBERS_FILE, SYSTEM_FILE, SystemRunError, apply_ensemble
+from abhinaya.system.runner import (
+    ENSEMBLE_FILE,
+    MEMBERS_FILE,
+    SYSTEM_FILE,
+    SystemRunError,
+    apply_ensemble,
+)
 
 
 def is_system_run(path: str | Path) -> bool:

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Iterable
 
 from abhinaya.asr.transcribe import TranscriptionConfig
-from abhinaya.recipes import ConfigError, DataConfig, apply_overrides, from_dict, parse_override, read_yaml
+from abhinaya.recipes import (
+    ConfigError,
+    DataConfig,
+    apply_overrides,
+    from_dict,
+    parse_override,
+    read_yaml,
+)
 
 # Ensemble methods a system can report and choose among (evaluation.combiners).
 SYSTEM_METHODS = ("majority", "soft", "weighted", "stacking", "best_member")

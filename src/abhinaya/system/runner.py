@@ -30,8 +30,13 @@ import numpy as np
 
 from abhinaya.manifest import Utterance, read_manifest, write_manifest
 from abhinaya.recipes import ConfigError, Recipe, to_dict, write_yaml
-from abhinaya.system.recipe import MemberSpec, SystemRecipe, load_system_recipe
-from abhinaya.system.stages import StageBook, file_fingerprint, folder_fingerprint, stage_key
+from abhinaya.system.recipe import SystemRecipe, load_system_recipe
+from abhinaya.system.stages import (
+    StageBook,
+    file_fingerprint,
+    folder_fingerprint,
+    stage_key,
+)
 
 SYSTEM_FILE = "system.yaml"
 MEMBERS_FILE = "members.json"
@@ -310,8 +315,8 @@ class SystemPlan:
     def _join(self, name: str, manifest: Path) -> None:
         """Check a run trained elsewhere: it must not have trained on a speaker the system evaluates."""
         from abhinaya.data.utterances import load_experiment_utterances
-        from abhinaya.runs import CONFIG_FILE, recipe_from_dict
         from abhinaya.recipes import read_yaml
+        from abhinaya.runs import CONFIG_FILE, recipe_from_dict
 
         run = Path(self.recipe.members[name].run)
         recipe = recipe_from_dict(read_yaml(run / CONFIG_FILE), str(run / CONFIG_FILE))
@@ -335,11 +340,11 @@ class SystemPlan:
         self.log(f"{name}: {run} trained on {len(trained)} speaker(s), none of them in dev or test")
 
     def _predict(self, name: str, manifest: Path) -> None:
+        import torch
+
         from abhinaya.predict.inputs import predict_utterances
         from abhinaya.predictions import write_predictions
         from abhinaya.runs import load_run
-
-        import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         run = load_run(self.member_run_dir(name), device=device)
