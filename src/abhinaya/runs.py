@@ -102,16 +102,23 @@ def load_reference_mean(run_dir: str | Path) -> torch.Tensor | None:
     return tensors[REFERENCE_MEAN_KEY]
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a trained member from its run folder alone, weights loaded
-    strictly (every key accounted for)."""
+def load_run_recipe(run_dir: str | Path) -> Recipe:
+    """The resolved recipe of a run folder, read without building the model (``RunError`` when the folder is not
+    a run folder)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: run folder not found")
     for name in (CONFIG_FILE, LABELS_FILE):
         if not (run_dir / name).is_file():
             raise RunError(f"{run_dir}: not a run folder ({name} is missing)")
-    recipe = recipe_from_dict(read_yaml(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
+    return recipe_from_dict(read_yaml(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild a trained member from its run folder alone, weights loaded
+    strictly (every key accounted for)."""
+    run_dir = Path(run_dir)
+    recipe = load_run_recipe(run_dir)
     label_set = LabelSet.load(run_dir / LABELS_FILE)
     member = get_member(recipe.member)(recipe)
     # Members that save only their trained part (or nothing: zero-shot) rebuild the rest from pretrained weights.

@@ -2,6 +2,7 @@
 the inputs it uses in part."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,23 @@ def test_predict_reports_audio_cut_to_its_first_seconds(tmp_path, speaker_norm_r
     assert f"{long}: 3.0 s long; only the first 1.5 s are used" in err
     assert "short.wav" not in err
     assert len(read_predictions(tmp_path / "p.csv")) == 2
+
+
+def test_predict_checks_its_inputs_before_loading_the_model(tmp_path, monkeypatch):
+    import abhinaya.predict.inputs as inputs
+    from abhinaya.recipes import write_yaml
+    from abhinaya.runs import CONFIG_FILE, LABELS_FILE, load_recipe
+    from abhinaya.labels import LabelSet
+
+    run = tmp_path / "run"
+    run.mkdir()
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    write_yaml(run / CONFIG_FILE, load_recipe(recipes / "ravdess" / "s1.yaml"))
+    LabelSet(["angry", "sad"]).save(run / LABELS_FILE)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(inputs, "load_run", no_loading)
+    with pytest.raises(inputs.InputError, match="missing.wav: no such file"):
+        inputs.predict(run, [tmp_path / "missing.wav"])

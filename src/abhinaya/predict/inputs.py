@@ -37,7 +37,7 @@ from abhinaya.predict.engine import predict_probabilities
 from abhinaya.predict.speaker_norm import speaker_counts
 from abhinaya.predictions import PredictionTable, table_from_probs
 from abhinaya.recipes import SPEAKER_SOURCES
-from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run
+from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run, load_run_recipe
 
 
 class InputError(ValueError):
@@ -215,12 +215,14 @@ def predict(
 ) -> PredictionTable:
     """Predict ``inputs`` with the run in ``run_dir``. ``speaker_from``: where speakers come from (None: the run's
     ``predict.speaker_from``); ``speaker_norm``: as in ``predict_utterances``."""
+    # The inputs are checked from the run's recipe alone, before the model is loaded (seconds, for large models).
+    recipe = load_run_recipe(run_dir)
+    source = speaker_from or recipe.predict.speaker_from
+    utterances = gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
-    if speaker_from is not None and speaker_from != run.recipe.predict.speaker_from:
-        run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
-    source = run.recipe.predict.speaker_from
-    utterances = gather_inputs(inputs, split=split, corpus=run.recipe.data.corpus, speaker_from=source)
+    if source != run.recipe.predict.speaker_from:
+        run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=source))
     return predict_utterances(
         run, utterances, batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm
     )
