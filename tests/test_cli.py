@@ -158,3 +158,14 @@ def test_predict_offers_every_speaker_source(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "RUN", "IN", "-o", "OUT", "--speaker-from", "guess"])
     assert "guess" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch():
+    """`abhinaya --help` answers at once: building the parser imports neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys, abhinaya.cli; abhinaya.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

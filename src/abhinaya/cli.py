@@ -268,7 +268,7 @@ def cmd_not_built(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from abhinaya.asr.transcribe import BACKENDS, TranscriptionConfig
     from abhinaya.corpora import PREPARERS
-    from abhinaya.demo import DEMO_S1_EPOCHS
+    from abhinaya.testing.demo_recipes import DEMO_S1_EPOCHS
 
     asr = TranscriptionConfig()  # the defaults shown in the help of transcribe
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable, TypeVar, Union
 
 import yaml
 
-from abhinaya.nn.losses import LossConfig
+from abhinaya.nn.loss_config import LossConfig
 
 T = TypeVar("T")
 

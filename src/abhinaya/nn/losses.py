@@ -20,7 +20,6 @@ config and the training class counts into an ``nn.Module``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_NAMES: tuple[str, ...] = ("ce", "weighted_ce", "focal", "weighted_focal", "vs")
+from abhinaya.nn.loss_config import LOSS_NAMES, LossConfig  # the settings live in a torch-free module
 
 CountsLike = Sequence[int] | Sequence[float] | np.ndarray | torch.Tensor
 
@@ -176,34 +175,6 @@ def vs_loss(
     """
     scale, offset = vs_logit_adjustment(class_counts, gamma=gamma, tau=tau)
     return _vs_loss_from_terms(logits, target, scale, offset, weight)
-
-
-@dataclass
-class LossConfig:
-    """Training loss of a member.
-
-    ``name``: one of ``LOSS_NAMES``. ``gamma``/``alpha``: focal loss.
-    ``vs_gamma``/``vs_tau``: VS loss exponent and logit-adjustment strength;
-    ``vs_class_weights``: use class weights inside the VS cross-entropy.
-    """
-
-    name: str = "weighted_ce"
-    gamma: float = 2.0
-    alpha: float = 1.0
-    vs_gamma: float = 0.3
-    vs_tau: float = 1.0
-    vs_class_weights: bool = True
-
-    def __post_init__(self):
-        if self.name not in LOSS_NAMES:
-            raise ValueError(f"unknown loss {self.name!r}; valid names: {', '.join(LOSS_NAMES)}")
-        if not self.gamma >= 0:
-            raise ValueError(f"focal gamma must be >= 0, got {self.gamma}")
-        if not self.alpha > 0:
-            raise ValueError(f"focal alpha must be > 0, got {self.alpha}")
-        for field in ("vs_gamma", "vs_tau"):
-            if not np.isfinite(getattr(self, field)):
-                raise ValueError(f"{field} must be finite, got {getattr(self, field)}")
 
 
 class WeightedCrossEntropyLoss(nn.Module):

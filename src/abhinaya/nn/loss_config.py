@@ -1,0 +1,37 @@
+"""The settings of the class-imbalance losses (``nn.losses``), apart from torch so that recipes and the command
+line's help load without it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LOSS_NAMES: tuple[str, ...] = ("ce", "weighted_ce", "focal", "weighted_focal", "vs")
+
+
+@dataclass
+class LossConfig:
+    """Training loss of a member.
+
+    ``name``: one of ``LOSS_NAMES``. ``gamma``/``alpha``: focal loss.
+    ``vs_gamma``/``vs_tau``: VS loss exponent and logit-adjustment strength;
+    ``vs_class_weights``: use class weights inside the VS cross-entropy.
+    """
+
+    name: str = "weighted_ce"
+    gamma: float = 2.0
+    alpha: float = 1.0
+    vs_gamma: float = 0.3
+    vs_tau: float = 1.0
+    vs_class_weights: bool = True
+
+    def __post_init__(self):
+        if self.name not in LOSS_NAMES:
+            raise ValueError(f"unknown loss {self.name!r}; valid names: {', '.join(LOSS_NAMES)}")
+        if not self.gamma >= 0:
+            raise ValueError(f"focal gamma must be >= 0, got {self.gamma}")
+        if not self.alpha > 0:
+            raise ValueError(f"focal alpha must be > 0, got {self.alpha}")
+        for field in ("vs_gamma", "vs_tau"):
+            if not math.isfinite(getattr(self, field)):
+                raise ValueError(f"{field} must be finite, got {getattr(self, field)}")
