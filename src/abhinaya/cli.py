@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -419,9 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_bars_unless_terminal(args) -> None:
+    """Progress bars belong on a terminal: when stderr goes to a file or a pipe, no bar is drawn (a captured log
+    would be mostly bar redraws); messages still are."""
+    if sys.stderr.isatty():
+        return
+    if hasattr(args, "no_progress"):
+        args.no_progress = True
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bars of the libraries (weight loading, conversion)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _no_bars_unless_terminal(args)
     try:
         return args.func(args)
     except CLIError as err:

@@ -203,3 +203,17 @@ def test_an_utterance_a_member_could_not_predict_gets_the_vote_of_the_others():
     assert out.labels == ["angry", "sad", "happy"]  # u2, u3: a and b tie, b breaks the tie
     assert out.probs.shape == (3, 3) and np.allclose(out.probs.sum(axis=1), 1.0)
     assert notes == ["note: 2 input utterance(s) have no prediction from t; the majority vote of a, b predicts them"]
+
+
+def test_a_captured_log_holds_messages_not_progress_bars(system_run, tmp_path):
+    import subprocess
+    import sys
+
+    _, run_dir, _ = system_run
+    manifest = run_dir / "data" / "manifest.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "abhinaya.cli", "predict", str(run_dir), str(manifest), "--split", "test",
+         "-o", str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "[3/3] c:" in done.stderr

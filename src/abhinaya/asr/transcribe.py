@@ -484,7 +484,7 @@ def transcribe_utterances(
     if not utterances:
         return results
     engine = transcriber if transcriber is not None else load_transcriber(config)
-    bar = tqdm(total=len(utterances), desc="transcribing", unit="utt", disable=not progress)
+    bar = tqdm(total=len(utterances), desc="transcribing", unit="utt", disable=None if progress else True)
 
     def finish(utt: Utterance, text: str | None, error: str | None) -> None:
         if error is not None:

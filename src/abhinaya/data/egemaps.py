@@ -166,7 +166,8 @@ class EgemapsDataset(Dataset):
         removed; ``"raise"``: the first ``AudioError`` is raised)."""
         kept: list[Utterance] = []
         found: list[str] = []
-        bar = tqdm(self._utterances, desc=f"{self.feature_set} features", disable=not self.progress, leave=False,
+        bar = tqdm(self._utterances, desc=f"{self.feature_set} features",
+                   disable=None if self.progress else True, leave=False,
                    unit="file")
         for utt in bar:
             try:

@@ -104,7 +104,7 @@ class EmbeddingTextBaseline:
         todo = sorted({t for t in texts if t not in self._cache}, key=len)
         batches = [todo[i: i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         with torch.inference_mode():
-            for batch in tqdm(batches, desc="embedding texts", disable=not self.progress, leave=False):
+            for batch in tqdm(batches, desc="embedding texts", disable=None if self.progress else True, leave=False):
                 encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
                                          return_tensors="pt")
                 hidden = self.encoder(**encoded).last_hidden_state

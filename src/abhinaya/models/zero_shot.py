@@ -404,7 +404,8 @@ class ZeroShotLM(torch.nn.Module):
         from tqdm.auto import tqdm
 
         total = torch.zeros(len(self.label_set), dtype=torch.float64)
-        for start in tqdm(range(0, len(texts), batch_size), desc="calibrate", disable=not progress, leave=False):
+        batches = range(0, len(texts), batch_size)
+        for start in tqdm(batches, desc="calibrate", disable=None if progress else True, leave=False):
             total += self.label_log_likelihoods(texts[start : start + batch_size]).double().sum(dim=0).cpu()
         self.set_calibration((total / len(texts)).float())
 

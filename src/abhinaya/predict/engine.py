@@ -131,7 +131,7 @@ def gather_rows(
     model.eval()
     show = progress and rank == 0
     with torch.inference_mode():
-        for indices in tqdm(mine, desc=desc, disable=not show, leave=False, unit="batch"):
+        for indices in tqdm(mine, desc=desc, disable=None if show else True, leave=False, unit="batch"):
             batch = member.collate([dataset[i] for i in indices])
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():

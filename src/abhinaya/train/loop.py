@@ -158,9 +158,10 @@ class Trainer:
             # after a resume: pin it to the true epoch so data order and augmentation match an uninterrupted run.
             epoch_loader.set_epoch(epoch)
             epoch_start = time.perf_counter()
+            # disable=None: a bar on a terminal only, never in a captured log (the same rule for every bar)
             bar = tqdm(
                 total=len(loader), initial=progress.batches_done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and accelerator.is_main_process), leave=False, unit="batch",
+                disable=None if cfg.progress and accelerator.is_main_process else True, leave=False, unit="batch",
             )
             held = probe_params if epoch < cfg.probe_epochs else []
             # One process: the held parameters leave autograd for the step (no graph, no backward through them).

@@ -557,7 +557,8 @@ def convert_ctranslate2_whisper(
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir}: already exists (pass overwrite=True to replace it)")
 
-    steps = tqdm(total=4, desc=f"converting {model_file.parent.name or 'model'}", unit="step", disable=not progress)
+    steps = tqdm(total=4, desc=f"converting {model_file.parent.name or 'model'}", unit="step",
+                 disable=None if progress else True)
     steps.set_postfix_str("reading model.bin")
     ct2_model = read_ctranslate2_model(model_file)
     steps.update()
@@ -670,7 +671,8 @@ def concatenate_parts(
     digest = hashlib.sha256()
     try:
         with open(destination, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"assembling {destination.name}", disable=not progress
+            total=total, unit="B", unit_scale=True, desc=f"assembling {destination.name}",
+            disable=None if progress else True,
         ) as bar:
             for part in parts:
                 with open(part, "rb") as source:
