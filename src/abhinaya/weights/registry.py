@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from abhinaya.weights.cache import OFFLINE_MODEL_NAMES
 from abhinaya.weights.llm import prepare_smollm2
 from abhinaya.weights.whisper_conversion import prepare_whisper_base
 
@@ -19,6 +20,7 @@ OFFLINE_MODELS: dict[str, PrepareFunction] = {
     "whisper-base": prepare_whisper_base,
     "smollm2": prepare_smollm2,
 }
+assert set(OFFLINE_MODELS) == set(OFFLINE_MODEL_NAMES)
 
 
 def prepare_offline_model(
