@@ -95,3 +95,29 @@ def test_prepare_csv_bad_tables(corpus, tmp_path):
         prepare_csv(tmp_path / "none.csv")
     with pytest.raises(PrepareError, match="expected a file"):
         prepare_csv(folder)
+
+
+def test_ragged_rows_are_problems_naming_their_line(tmp_path):
+    import soundfile as sf
+    import numpy as np
+
+    from abhinaya.corpora.generic_csv import prepare_csv
+
+    for name in ("a", "b", "c"):
+        sf.write(tmp_path / f"{name}.wav", 0.1 * np.sin(np.arange(8000) / 5.0), 16000)
+    table = tmp_path / "list.csv"
+    table.write_text("path,label,speaker\na.wav,angry,s1\nb.wav,sad,s1,extra\nc.wav\n", encoding="utf-8")
+    result = prepare_csv(table)
+    assert [u.id for u in result.utterances] == ["a"]
+    assert any("list.csv:3: 4 field(s), the header has 3" in p for p in result.problems)
+    assert any("list.csv:4: 1 field(s), the header has 3" in p for p in result.problems)
+
+
+def test_an_unterminated_quote_is_reported_as_such(tmp_path):
+    from abhinaya.corpora.common import PrepareError
+    from abhinaya.corpora.generic_csv import prepare_csv
+
+    table = tmp_path / "list.csv"
+    table.write_text('path,label\n"a.wav,angry\nb.wav,sad\n', encoding="utf-8")
+    with pytest.raises(PrepareError, match="quote is opened and never closed"):
+        prepare_csv(table)

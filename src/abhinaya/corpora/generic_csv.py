@@ -53,7 +53,8 @@ def prepare_csv(
     except OSError as err:
         raise PrepareError(f"{table}: cannot be read ({err.strerror or err})") from None
     with handle:
-        reader = csv.DictReader(handle)
+        # strict: an unterminated quote is an error at its line, not a field swallowing the rest of the file
+        reader = csv.DictReader(handle, strict=True)
         try:
             header = [name.strip().lower() for name in reader.fieldnames or []]
         except UnicodeDecodeError:
@@ -72,6 +73,10 @@ def prepare_csv(
             for row in reader:
                 line, line_end = line_end + 1, reader.line_num
                 where = f"{table}:{line}"
+                fields = len(header) + len(row.get(None) or []) - sum(1 for k, v in row.items() if k and v is None)
+                if fields != len(header) and any(v for k, v in row.items() if k is not None):
+                    problems.append(f"{where}: {fields} field(s), the header has {len(header)}; left out")
+                    continue
                 row = {key: (value or "").strip() for key, value in row.items() if key is not None}
                 if not any(row.values()):
                     continue
@@ -118,7 +123,8 @@ def prepare_csv(
         except UnicodeDecodeError:
             raise PrepareError(f"{table}: not UTF-8 text (after line {line_end})") from None
         except csv.Error as err:
-            raise PrepareError(f"{table}:{line_end}: malformed csv ({err})") from None
+            reason = "a quote is opened and never closed" if "end of data" in str(err) else str(err)
+            raise PrepareError(f"{table}:{line_end + 1}: malformed csv ({reason})") from None
     utterances, audio_problems = check_utterance_audio(candidates, check)
     problems += audio_problems
     problems += assign_splits(utterances, dev_speakers, test_speakers, split, source=table)
