@@ -158,6 +158,11 @@ def cmd_evaluate(args) -> int:
     table = read_predictions(args.predictions)
     utterances = read_manifest(args.manifest)
     report = evaluate_predictions(table, utterances, split=args.split)
+    missing = report["num_labelled_not_predicted"]
+    if missing:
+        print(f"note: scored {report['num_utterances']} predicted utterance(s); {missing} labelled utterance(s) of "
+              f"{args.manifest} have no prediction in {args.predictions} (--split NAME scores one split whole)",
+              file=sys.stderr)
     plot_path = Path(args.plot) if args.plot else Path(args.predictions).with_suffix(".confusion.png")
     plot_confusion_matrix(report["confusion_matrix"], report["labels"], plot_path, title=Path(args.predictions).name)
     text = json.dumps(report, indent=2)

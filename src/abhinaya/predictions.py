@@ -121,6 +121,8 @@ def read_predictions(path: str | Path) -> PredictionTable:
             if len(row) != len(header):
                 raise PredictionError(f"{path}:{lineno}: {len(row)} fields, expected {len(header)}")
             utt_id, label = row[0].strip(), row[1].strip()
+            if not utt_id or not label:
+                raise PredictionError(f"{path}:{lineno}: empty {'FileName' if not utt_id else 'EmoClass'}")
             if utt_id in seen:
                 raise PredictionError(f"{path}:{lineno}: duplicate FileName {utt_id!r}")
             seen.add(utt_id)

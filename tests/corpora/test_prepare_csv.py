@@ -121,3 +121,12 @@ def test_an_unterminated_quote_is_reported_as_such(tmp_path):
     table.write_text('path,label\n"a.wav,angry\nb.wav,sad\n', encoding="utf-8")
     with pytest.raises(PrepareError, match="quote is opened and never closed"):
         prepare_csv(table)
+
+
+def test_an_empty_csv_is_called_empty(tmp_path):
+    from abhinaya.corpora.common import PrepareError
+    from abhinaya.corpora.generic_csv import prepare_csv
+
+    (tmp_path / "list.csv").write_text("", encoding="utf-8")
+    with pytest.raises(PrepareError, match="empty file"):
+        prepare_csv(tmp_path / "list.csv")

@@ -44,3 +44,27 @@ def test_unknown_ids_and_nothing_to_score():
         evaluate_predictions(PredictionTable(["zz"], ["sad"]), UTTS)
     with pytest.raises(EvaluationError, match="none of the predicted ids"):
         evaluate_predictions(PredictionTable(["e"], ["sad"]), UTTS)
+
+
+def test_evaluate_says_how_many_labelled_utterances_were_not_predicted(tmp_path, capsys):
+    from abhinaya.cli import main
+    from abhinaya.manifest import Utterance, write_manifest
+
+    manifest = write_manifest(tmp_path / "m.jsonl", [
+        Utterance(id=f"u{i}", audio=None, label=("angry", "sad")[i % 2], split="test") for i in range(6)
+    ])
+    (tmp_path / "p.csv").write_text("FileName,EmoClass\nu0,angry\nu1,sad\n")
+    assert main(["evaluate", str(tmp_path / "p.csv"), str(manifest), "--plot", str(tmp_path / "c.png")]) == 0
+    captured = capsys.readouterr()
+    assert '"num_labelled_not_predicted": 4' in captured.out
+    assert "4 labelled utterance(s)" in captured.err
+
+
+def test_an_empty_id_in_a_prediction_table_names_its_line(tmp_path):
+    import pytest
+
+    from abhinaya.predictions import PredictionError, read_predictions
+
+    (tmp_path / "p.csv").write_text("FileName,EmoClass\nu0,angry\n,sad\n")
+    with pytest.raises(PredictionError, match=r"p.csv:3: empty FileName"):
+        read_predictions(tmp_path / "p.csv")

@@ -59,6 +59,9 @@ def prepare_csv(
             header = [name.strip().lower() for name in reader.fieldnames or []]
         except UnicodeDecodeError:
             raise PrepareError(f"{table}: not UTF-8 text") from None
+        if not header:
+            raise PrepareError(f"{table}: empty file (expected a header path,label[,speaker,split,text] and a row "
+                               "per audio file)")
         missing = [c for c in ("path", "label") if c not in header]
         if missing:
             raise PrepareError(

@@ -58,4 +58,9 @@ def evaluate_predictions(
     label_order = list(labels) if labels is not None else list(evaluation_label_set(table, references))
     report = classification_report(references, table.labels, label_order)
     report["num_unlabelled_skipped"] = unlabelled
+    # labelled utterances of the manifest (of the split, when given) that the table does not predict
+    predicted = set(table.ids)
+    report["num_labelled_not_predicted"] = sum(
+        1 for u in utterances if u.label is not None and u.id not in predicted and (split is None or u.split == split)
+    )
     return report
