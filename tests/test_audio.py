@@ -95,3 +95,19 @@ def test_audio_info_and_find(tmp_path):
     info = audio_info(tmp_path / "a.flac")
     assert info.sample_rate == 16000 and info.channels == 1 and info.duration == pytest.approx(2.0)
     assert [p.name for p in find_audio_files(tmp_path)] == ["a.flac", "b.WAV"]
+
+
+def test_a_truncated_flac_is_called_truncated(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from abhinaya.audio import AudioError, load_audio
+
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, 0.1 * np.sin(np.arange(48000) / 5.0), 16000)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match=r"cut.flac: cannot be decoded as audio \(the file is truncated"):
+        load_audio(cut, 16000)

@@ -111,6 +111,19 @@ def find_audio_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+# What the codec library's messages mean, in words a user can act on (the library's own text follows in brackets).
+_PLAIN_READINGS = (
+    ("lost sync", "the file is truncated or damaged"),
+    ("format not recognised", "not an audio format the decoder knows (wav, flac, ogg, mp3, ...), or not audio"),
+    ("unexpected end", "the file is truncated"),
+    ("unspecified internal error", "the file is damaged"),
+)
+
+
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = text.removeprefix("Error : ").strip()
+    for clue, reading in _PLAIN_READINGS:
+        if clue in text.lower():
+            return f"{reading}: {text[:160]}"
     return text[:200]
