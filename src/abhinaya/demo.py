@@ -80,9 +80,19 @@ def _offline_model(name: str) -> Path:
     return prepare_offline_model(name, progress=False)
 
 
+def _announce(name: str, log) -> None:
+    """Say that an offline model is written to the model cache, before the minute it takes (once per machine)."""
+    from abhinaya.weights.cache import OFFLINE_MODEL_NAMES, is_complete, model_cache_dir
+
+    folder = model_cache_dir() / name
+    if not (folder.is_dir() and is_complete(folder)):
+        log(f"{name}: assembling it into the model cache {model_cache_dir()} (once; {OFFLINE_MODEL_NAMES[name]})")
+
+
 def _whisper(workdir: Path, log) -> tuple[str, bool]:
     """``(folder, real)``: Whisper-base, or without its weight packages a tiny random-weight Whisper (the log says
     so; what it then transcribes and encodes means nothing)."""
+    _announce("whisper-base", log)
     try:
         return str(_offline_model("whisper-base")), True
     except (ImportError, ValueError, OSError) as err:
@@ -97,6 +107,7 @@ def _whisper(workdir: Path, log) -> tuple[str, bool]:
 def _llm(workdir: Path, utterances: list[Utterance], log) -> tuple[str, bool]:
     """``(folder, real)``: SmolLM2-135M-Instruct, or without its package a tiny random-weight Llama whose vocabulary
     is the words of the corpus's texts and of the members' prompts."""
+    _announce("smollm2", log)
     try:
         return str(_offline_model("smollm2")), True
     except (ImportError, ValueError, OSError) as err:
