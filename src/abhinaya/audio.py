@@ -55,6 +55,10 @@ def audio_info(path: str | Path) -> AudioInfo:
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames))
 
 
+# Below this rate a file cannot hold speech; such a rate is a damaged or mislabelled header.
+MIN_SAMPLE_RATE = 1000
+
+
 def load_audio(
     path: str | Path,
     sample_rate: int | None = DEFAULT_SAMPLE_RATE,
@@ -82,6 +86,9 @@ def load_audio(
         raise AudioError(path, f"cannot be decoded as audio ({_short(err)})") from None
     if samples.shape[0] == 0:
         raise AudioError(path, "contains no audio samples")
+    if file_rate < MIN_SAMPLE_RATE:
+        # resampling a few samples per second up to 16 kHz would make hours of noise out of a damaged header
+        raise AudioError(path, f"sample rate {file_rate} Hz is too low for speech (at least {MIN_SAMPLE_RATE} Hz)")
     if not np.isfinite(samples).all():
         raise AudioError(path, "contains NaN or infinite samples")
     wave = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]

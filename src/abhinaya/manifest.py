@@ -16,6 +16,7 @@ corpus folder with its manifest can be moved as a whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,17 +61,33 @@ def _utterance_from_record(record: object, where: str) -> Utterance:
     unknown = sorted(set(record) - _FIELD_NAMES)
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_FIELD_NAMES)}")
-    if not record.get("id"):
-        raise ManifestError(f"{where}: missing or empty 'id'")
+    if not record.get("id") or isinstance(record["id"], (bool, dict, list, float)):
+        raise ManifestError(f"{where}: missing or empty 'id' (a string)")
+    for key in ("audio", "label", "split", "text", "gender"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ManifestError(f"{where}: {key!r} must be a string or null, got {record[key]!r}")
+    speaker = record.get("speaker")
+    if speaker is not None and (isinstance(speaker, bool) or not isinstance(speaker, (str, int))):
+        raise ManifestError(f"{where}: 'speaker' must be a string or null, got {record['speaker']!r}")
+    attributes = record.get("attributes")
+    if attributes is not None and not (
+        isinstance(attributes, dict)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in attributes.values())
+    ):
+        raise ManifestError(f"{where}: 'attributes' must map names to numbers, got {attributes!r}")
     utt = Utterance(**record)
     utt.id = str(utt.id)
     if utt.speaker is not None:
         utt.speaker = str(utt.speaker)
     if utt.duration is not None:
         try:
+            if isinstance(utt.duration, bool):
+                raise TypeError
             utt.duration = float(utt.duration)
         except (TypeError, ValueError):
             raise ManifestError(f"{where}: 'duration' must be a number, got {utt.duration!r}") from None
+        if not math.isfinite(utt.duration) or utt.duration < 0:
+            raise ManifestError(f"{where}: 'duration' must be a finite number of seconds, got {utt.duration!r}")
     if utt.context is not None:
         if not isinstance(utt.context, list) or not all(isinstance(turn, str) for turn in utt.context):
             raise ManifestError(f"{where}: 'context' must be a list of strings (earlier turns), got {utt.context!r}")
@@ -86,11 +103,15 @@ def read_manifest(path: str | Path, resolve_audio: bool = True) -> list[Utteranc
     base = path.resolve().parent
     utterances: list[Utterance] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ManifestError(f"{where}: not UTF-8 text (byte {err.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:

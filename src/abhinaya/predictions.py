@@ -9,6 +9,7 @@ MSP-Podcast letter codes, one row per file, sorted by file name.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,17 @@ def read_predictions(path: str | Path) -> PredictionTable:
     path = Path(path)
     if not path.is_file():
         raise PredictionError(f"{path}: prediction table not found")
+    try:
+        return _read_predictions(path)
+    except UnicodeDecodeError as err:
+        raise PredictionError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
+    except csv.Error as err:
+        raise PredictionError(f"{path}: malformed csv ({err})") from None
+
+
+def _read_predictions(path: Path) -> PredictionTable:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -134,9 +144,12 @@ def read_predictions(path: str | Path) -> PredictionTable:
             labels.append(label)
             if prob_columns:
                 try:
-                    probs.append([float(x) for x in row[2:]])
+                    values = [float(x) for x in row[2:]]
                 except ValueError:
                     raise PredictionError(f"{path}:{lineno}: probabilities must be numbers") from None
+                if not all(math.isfinite(v) and v >= 0 for v in values):
+                    raise PredictionError(f"{path}:{lineno}: probabilities must be finite and non-negative")
+                probs.append(values)
     array = np.asarray(probs, dtype=np.float64).reshape(len(ids), len(prob_columns)) if prob_columns else None
     return PredictionTable(ids, labels, array, label_set, str(path))
 
