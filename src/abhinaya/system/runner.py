@@ -309,8 +309,10 @@ class SystemPlan:
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
             stamp.write_text(key + "\n", encoding="utf-8")
-        train(self.member_recipe(name, manifest), run_dir, resume=resume,
-              log=lambda message: self.log(f"  {name}: {message}"))
+        def log(message: str) -> None:  # one member-name prefix, whether or not the trainer wrote its own
+            self.log(f"  {message}" if message.startswith(f"{name}: ") else f"  {name}: {message}")
+
+        train(self.member_recipe(name, manifest), run_dir, resume=resume, log=log)
 
     def _join(self, name: str, manifest: Path) -> None:
         """Check a run trained elsewhere: it must not have trained on a speaker the system evaluates."""
