@@ -174,7 +174,9 @@ def test_predict_reports_audio_cut_to_its_first_seconds(tmp_path, speaker_norm_r
     short = tmp_path / "short.wav"
     shutil.copy(test[3].audio, short)
     capsys.readouterr()
-    assert main(["predict", str(run_dir), str(long), str(short), "-o", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    # --segment off: the behaviour before long-audio segmentation (tests/predict/test_long_audio.py has the default)
+    assert main(["predict", str(run_dir), str(long), str(short), "-o", str(tmp_path / "p.csv"), "--no-progress",
+                 "--segment", "off"]) == 0
     err = capsys.readouterr().err
     assert f"{long}: 3.0 s long; only the first 1.5 s are used" in err
     assert "short.wav" not in err

@@ -417,3 +417,63 @@ def _save_png(fig, path: str | Path, *, dpi: int = 120, tight: bool = False) -> 
             os.unlink(temp_name)
         raise
     return path
+
+
+def plot_emotion_timeline(
+    tracks: Mapping[str, Sequence[tuple[float, float, str, float]]],
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    durations: Mapping[str, float] | None = None,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Save the emotion over time of one or more recordings as a PNG: one row per recording (``tracks``: recording
+    -> its segments ``(start, end, label, confidence)``, seconds), each segment a bar coloured by its class whose
+    height is the confidence (the probability of that class), so uncertain stretches look low. The time axis is in
+    seconds, or minutes beyond 10 minutes; ``durations`` (recording -> seconds) sets each row's extent (grey: no
+    speech). Written atomically; returns the path written."""
+    names = [str(name) for name in tracks]
+    labels = [str(label) for label in labels]
+    if not names:
+        raise ValueError("nothing to plot: give at least one recording")
+    if not labels:
+        raise ValueError("nothing to plot: give the class labels")
+    for name, spans in tracks.items():
+        unknown = sorted({str(s[2]) for s in spans} - set(labels))
+        if unknown:
+            raise ValueError(f"recording {name!r} has segments of class(es) {', '.join(unknown)} outside the labels")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    extent = {
+        str(name): float((durations or {}).get(name) or max((float(s[1]) for s in spans), default=0.0))
+        for name, spans in tracks.items()
+    }
+    longest = max(max(extent.values()), 1e-3)
+    scale, unit = (60.0, "min") if longest > 600 else (1.0, "s")
+    colours = dict(zip(labels, _system_colours(len(labels))))
+    fig = Figure(figsize=(11.0, 0.9 + 1.1 * len(names)), layout="constrained")
+    FigureCanvasAgg(fig)
+    try:
+        axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0])
+        for ax, (name, spans) in zip(axes, tracks.items()):
+            ax.axvspan(0.0, extent[str(name)] / scale, color="0.93", zorder=0, linewidth=0)
+            for start, end, label, confidence in spans:
+                ax.bar(float(start) / scale, float(confidence), width=(float(end) - float(start)) / scale,
+                       align="edge", color=colours[str(label)], edgecolor="none", zorder=2)
+            ax.set_ylim(0.0, 1.0)
+            ax.set_yticks([0.0, 0.5, 1.0])
+            ax.set_ylabel(_literal(name), rotation=0, ha="right", va="center", fontsize=8)
+            ax.grid(axis="x", alpha=0.3, zorder=1)
+        axes[-1].set_xlim(0.0, longest / scale)
+        axes[-1].set_xlabel(f"time ({unit}); bar height: probability of the predicted class")
+        present = [label for label in labels if any(str(s[2]) == label for spans in tracks.values() for s in spans)]
+        handles = [Patch(color=colours[label], label=_literal(label)) for label in (present or labels)]
+        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 10), fontsize=8, frameon=False)
+        if title:
+            fig.suptitle(_literal(title), fontsize=10)
+        return _save_png(fig, path, dpi=dpi)
+    finally:
+        fig.clf()

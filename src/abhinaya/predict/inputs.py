@@ -36,7 +36,7 @@ from abhinaya.manifest import Utterance, read_manifest
 from abhinaya.predict.engine import predict_probabilities
 from abhinaya.predict.speaker_norm import speaker_counts
 from abhinaya.predictions import PredictionTable, table_from_probs
-from abhinaya.recipes import SPEAKER_SOURCES
+from abhinaya.recipes import SPEAKER_SOURCES, PredictConfig
 from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run, load_run_recipe
 
 
@@ -148,38 +148,50 @@ def predict_utterances(
     if len(dataset) == 0:
         raise InputError("none of the inputs could be used (see the messages above)")
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
-    config = run.recipe.predict
-    if speaker_norm is not None and speaker_norm != config.speaker_norm:
-        config = replace(config, speaker_norm=speaker_norm)
-    reference = None
-    if config.speaker_norm:
-        reference = reference_of(run, report)
-        speakers = [u.speaker for u in dataset.utterances]
-        emotional = sorted({s for s in speakers if reads_as_emotion(s)})
-        if emotional:
-            report(
-                f"warning: the speakers {', '.join(emotional)} are named as emotions; per-speaker normalisation is "
-                "off, as it would remove the emotion itself"
-            )
-            config = replace(config, speaker_norm=False)
-        else:
-            counts = speaker_counts(speakers)
-            alone = len(dataset) - sum(counts.values())
-            if not counts:
-                report(
-                    "per-speaker normalisation: no input has a speaker (see --speaker-from), so every utterance is "
-                    "predicted on its own"
-                )
-            else:
-                report(
-                    f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values())}-"
-                    f"{max(counts.values())} utterances each"
-                    + (f"; {alone} utterance(s) without a speaker are predicted on their own" if alone else "")
-                )
+    config, reference = prediction_settings(run, [u.speaker for u in dataset.utterances], speaker_norm, report)
     ids, probs = predict_probabilities(
         run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config, reference=reference
     )
     return table_from_probs(ids, probs, run.label_set, source=str(run.run_dir))
+
+
+def prediction_settings(
+    run: LoadedRun,
+    speakers: Sequence[str | None],
+    speaker_norm: bool | None,
+    report: Callable[[str], None],
+) -> tuple[PredictConfig, torch.Tensor | None]:
+    """The run's ``predict`` settings with ``speaker_norm`` applied (None: as the run), and the reference mean that
+    per-speaker normalisation needs (None without it). ``speakers``: one per utterance to predict; said in one line
+    (how many speakers, how many utterances each), and normalisation is turned off with a warning where speakers are
+    named as emotions."""
+    config = run.recipe.predict
+    if speaker_norm is not None and speaker_norm != config.speaker_norm:
+        config = replace(config, speaker_norm=speaker_norm)
+    if not config.speaker_norm:
+        return config, None
+    reference = reference_of(run, report)
+    emotional = sorted({s for s in speakers if reads_as_emotion(s)})
+    if emotional:
+        report(
+            f"warning: the speakers {', '.join(emotional)} are named as emotions; per-speaker normalisation is "
+            "off, as it would remove the emotion itself"
+        )
+        return replace(config, speaker_norm=False), reference
+    counts = speaker_counts(speakers)
+    alone = len(speakers) - sum(counts.values())
+    if not counts:
+        report(
+            "per-speaker normalisation: no input has a speaker (see --speaker-from), so every utterance is "
+            "predicted on its own"
+        )
+    else:
+        report(
+            f"per-speaker normalisation: {len(counts)} speaker(s), {min(counts.values())}-"
+            f"{max(counts.values())} utterances each"
+            + (f"; {alone} utterance(s) without a speaker are predicted on their own" if alone else "")
+        )
+    return config, reference
 
 
 def reference_of(run: LoadedRun, report: Callable[[str], None]) -> torch.Tensor:

@@ -3,7 +3,8 @@
 ``abhinaya predict DIR INPUT...`` on a folder written by ``abhinaya run`` gathers the inputs once (same contract
 and errors as a member run), transcribes them when a member reads text and they have none, runs each member
 (its model loaded once, batched, then freed) and combines the members' tables with the fitted ensemble of
-``DIR/ensemble.json``.
+``DIR/ensemble.json``. With segmentation (``predict_system_recordings``, ``--segment``), long recordings are cut
+into utterances first (``predict/long_audio.py``) and every member predicts the same segments.
 """
 
 from __future__ import annotations
@@ -75,12 +76,44 @@ def predict_system(
     members_dir: str | Path | None = None,
 ) -> PredictionTable:
     """Predict ``inputs`` with the system in ``run_dir``: each member, then the chosen ensemble. ``members_dir``:
-    also write each member's own table there as ``<member>.csv``."""
+    also write each member's own table there as ``<member>.csv``. No segmentation (long files are cut to their
+    beginning); see ``predict_system_recordings``."""
+    return predict_system_recordings(
+        run_dir, inputs, split=split, batch_size=batch_size, device=device, progress=progress, report=report,
+        speaker_norm=speaker_norm, speaker_from=speaker_from, members_dir=members_dir, long_audio=None,
+    ).table
+
+
+def predict_system_recordings(
+    run_dir: str | Path,
+    inputs: Iterable[str | Path],
+    *,
+    split: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
+    speaker_from: str | None = None,
+    members_dir: str | Path | None = None,
+    long_audio=None,
+):
+    """As ``predict_system``, with long recordings segmented first (``long_audio``: a
+    ``predict.long_audio.LongAudioConfig``; None or mode ``off``: no segmentation): the segments are cut once,
+    transcribed where a member reads text, and every member predicts them, a bounded amount of audio at a time.
+    Returns a ``RecordingPredictions`` (its ``recordings`` None when nothing was segmented, and its table then
+    exactly ``predict_system``'s)."""
     import torch
 
     from abhinaya.evaluation.combiners import FittedEnsemble
     from abhinaya.members import get_member
-    from abhinaya.predict.inputs import gather_inputs, predict_utterances
+    from abhinaya.predict.inputs import InputError, gather_inputs, predict_utterances
+    from abhinaya.predict.long_audio import (
+        RecordingPredictions,
+        model_input_limits,
+        predict_chunked,
+        segment_inputs,
+    )
     from abhinaya.runs import CONFIG_FILE, load_run, recipe_from_dict
 
     run_dir = Path(run_dir)
@@ -98,27 +131,45 @@ def predict_system(
     first = next(iter(recipes.values()))
     source = speaker_from or first.predict.speaker_from
     utterances = gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
-    if any("text" in get_member(r.member).inputs for r in recipes.values()):
-        utterances = _transcribe(utterances, recipe, progress, report)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tables: dict[str, PredictionTable] = {}
-    for position, (name, folder) in enumerate(folders.items(), start=1):
-        report(f"[{position}/{len(folders)}] {name}: {folder}")
-        run = load_run(folder, device=device)
-        if speaker_from is not None:
-            run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
-        table = predict_utterances(run, utterances, batch_size=batch_size, progress=progress,
-                                   report=lambda message, name=name: report(f"  {name}: {message}"),
-                                   speaker_norm=speaker_norm)
-        table.source = name
-        tables[name] = table
-        if members_dir is not None:
-            write_predictions(Path(members_dir) / f"{name}.csv", table)
-        del run
-        gc.collect()
+    with tempfile.TemporaryDirectory(prefix="abhinaya-segments-") as segment_folder:
+        segmented = None
+        if long_audio is not None:
+            # Segments are cut for the members that hear audio: at the rate of the first, no longer than the shortest
+            # input any of them takes.
+            limits = [model_input_limits(r) for r in recipes.values() if "audio" in get_member(r.member).inputs]
+            limits = limits or [model_input_limits(first)]
+            segmented = segment_inputs(utterances, long_audio, segment_folder, sample_rate=limits[0][0],
+                                       max_seconds=min(seconds for _, seconds in limits), report=report)
+            if segmented is not None:
+                if not segmented.utterances:
+                    raise InputError("none of the inputs could be used (see the messages above)")
+                utterances = segmented.utterances
+        if any("text" in get_member(r.member).inputs for r in recipes.values()):
+            utterances = _transcribe(utterances, recipe, progress, report)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tables: dict[str, PredictionTable] = {}
+        for position, (name, folder) in enumerate(folders.items(), start=1):
+            report(f"[{position}/{len(folders)}] {name}: {folder}")
+            run = load_run(folder, device=device)
+            if speaker_from is not None:
+                run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
+            member_report = lambda message, name=name: report(f"  {name}: {message}")  # noqa: E731
+            if segmented is None:
+                table = predict_utterances(run, utterances, batch_size=batch_size, progress=progress,
+                                           report=member_report, speaker_norm=speaker_norm)
+            else:
+                table = predict_chunked(run, utterances, chunk_seconds=long_audio.chunk_seconds,
+                                        batch_size=batch_size, progress=progress, report=member_report,
+                                        speaker_norm=speaker_norm)
+            table.source = name
+            tables[name] = table
+            if members_dir is not None:
+                write_predictions(Path(members_dir) / f"{name}.csv", table)
+            del run
+            gc.collect()
     combined = apply_ensemble(ensemble, tables, report, "input")
     combined.source = record["chosen"]
-    return combined
+    return RecordingPredictions(combined, None if segmented is None else segmented.recordings)
 
 
-__all__ = ["is_system_run", "predict_system"]
+__all__ = ["is_system_run", "predict_system", "predict_system_recordings"]
