@@ -102,10 +102,20 @@ def load_reference_mean(run_dir: str | Path) -> torch.Tensor | None:
     return tensors[REFERENCE_MEAN_KEY]
 
 
+def is_onnx_file(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX export of a run (``abhinaya export onnx``) rather than a run folder."""
+    path = Path(path)
+    return path.suffix.lower() == ".onnx" and not path.is_dir()
+
+
 def load_run_recipe(run_dir: str | Path) -> Recipe:
-    """The resolved recipe of a run folder, read without building the model (``RunError`` when the folder is not
-    a run folder)."""
+    """The resolved recipe of a run folder (or of the run an ONNX export came from), read without building the model
+    (``RunError`` when the folder is not a run folder)."""
     run_dir = Path(run_dir)
+    if is_onnx_file(run_dir):
+        from abhinaya.export.onnx_model import load_onnx_recipe
+
+        return load_onnx_recipe(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: run folder not found")
     for name in (CONFIG_FILE, LABELS_FILE):
@@ -116,8 +126,13 @@ def load_run_recipe(run_dir: str | Path) -> Recipe:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild a trained member from its run folder alone, weights loaded
-    strictly (every key accounted for)."""
+    strictly (every key accounted for). An ONNX export (``model.onnx`` and its sidecar) loads as a run too, run by
+    onnxruntime."""
     run_dir = Path(run_dir)
+    if is_onnx_file(run_dir):
+        from abhinaya.export.onnx_model import load_onnx_run
+
+        return load_onnx_run(run_dir, device)
     recipe = load_run_recipe(run_dir)
     label_set = LabelSet.load(run_dir / LABELS_FILE)
     member = get_member(recipe.member)(recipe)
