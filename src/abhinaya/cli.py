@@ -12,12 +12,6 @@ from pathlib import Path
 
 from abhinaya import __version__
 
-# Subcommands of DESIGN.md section 3 whose part of the system is not built yet:
-# name -> (what it will do, the part of the system it belongs to).
-NOT_BUILT: dict[str, tuple[str, str]] = {
-    "serve": ("serve trained run folders over HTTP", "the inference service"),
-}
-
 
 class CLIError(Exception):
     """A user error reported as one line, exit status 1 (or ``code``)."""
@@ -118,19 +112,47 @@ def cmd_predict(args) -> int:
         speaker_norm=args.speaker_norm,
         speaker_from=args.speaker_from,
     )
+    from abhinaya.predict.long_audio import LongAudioConfig, output_paths, write_recording_outputs
+    from abhinaya.predict.segments import SegmentConfig
+
+    if args.plot and args.segment == "off":
+        raise CLIError("--plot draws the timeline of segmented recordings; it needs --segment auto or always")
+    try:
+        segment = {key: getattr(args, key) for key in ("max_segment", "min_speech", "min_silence", "speech_pad")
+                   if getattr(args, key) is not None}
+        long_audio = None if args.segment == "off" else LongAudioConfig(
+            mode=args.segment, segment=SegmentConfig(vad=args.vad, **segment))
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     if is_system_run(args.run_dir):
-        from abhinaya.system.predict import predict_system
+        from abhinaya.system.predict import predict_system_recordings
 
-        table = predict_system(args.run_dir, args.inputs, members_dir=args.members, **options)
+        result = predict_system_recordings(args.run_dir, args.inputs, members_dir=args.members,
+                                           long_audio=long_audio, **options)
     else:
-        from abhinaya.predict.inputs import predict
-
         if args.members:
             raise CLIError(f"--members needs a system run folder (written by abhinaya run); {args.run_dir} is a "
                            "member's run")
-        table = predict(args.run_dir, args.inputs, **options)
-    write_predictions(args.output, table, format=args.format)
-    print(f"wrote {len(table)} predictions to {args.output}")
+        if long_audio is None:
+            from abhinaya.predict.inputs import predict
+            from abhinaya.predict.long_audio import RecordingPredictions
+
+            result = RecordingPredictions(predict(args.run_dir, args.inputs, **options))
+        else:
+            from abhinaya.predict.long_audio import predict_recordings
+
+            result = predict_recordings(args.run_dir, args.inputs, long_audio=long_audio, **options)
+    written = write_recording_outputs(args.output, result, plot=args.plot, format=args.format)
+    print(f"wrote {len(result.table)} predictions to {args.output}")
+    if result.recordings is not None:
+        paths = output_paths(args.output)
+        segmented = sum(1 for rec in result.recordings if rec.segmented)
+        figures = [str(path) for path in written if path.suffix == ".png"]
+        print(f"{segmented} recording(s) segmented: segments with their times in {paths['segments']}, the share of "
+              f"time per emotion in {paths['summary']}" + (f", timeline in {', '.join(figures)}" if figures else ""))
+    elif args.plot:
+        print("no recording was segmented (none is longer than the model's input), so there is no timeline to plot",
+              file=sys.stderr)
     if args.members:
         print(f"each member's predictions: {args.members}/<member>.csv")
     return 0
@@ -231,6 +253,25 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    from abhinaya.export import export_onnx
+
+    try:
+        result = export_onnx(
+            args.run_dir, args.output, tolerance=args.tolerance, check_audio=args.check_audio or (),
+            exporter=args.exporter, opset=args.opset, force=args.force,
+            report=lambda message: print(message, file=sys.stderr),
+        )
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    print(f"wrote {result.path}, {result.head_path.name} and {result.sidecar_path.name} "
+          f"({result.exporter} exporter, opset {result.opset}, {result.seconds:.1f} s)")
+    print(f"onnxruntime vs PyTorch on {len(result.checks)} checks: max |logit diff| {result.max_abs_logit_diff:.2e} "
+          f"(tolerance {result.tolerance:g}), max |embedding diff| {result.max_abs_embedding_diff:.2e}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- models
 def cmd_models(args) -> int:
     try:
@@ -266,9 +307,28 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_not_built(args) -> int:
-    what, part = NOT_BUILT[args.command]
-    raise CLIError(f"'abhinaya {args.command}' will {what}; it belongs to {part}, which is not built yet", code=2)
+# ----------------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    try:
+        from abhinaya.serve import ServeError, ServeSettings, load_service, serve
+    except ImportError as err:
+        raise CLIError(f"the service needs the 'serve' extra: pip install 'abhinaya[serve]' ({err})") from None
+    try:
+        settings = ServeSettings(
+            host=args.host, port=args.port, max_body_mb=args.max_body_mb, max_duration=args.max_duration,
+            max_files=args.max_files, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+            queue_size=args.queue_size,
+        )
+        service = load_service(args.run_dir, device=args.device, report=lambda message: print(message, file=sys.stderr))
+    except ServeError as err:
+        raise CLIError(str(err)) from None
+
+    def ready(url: str) -> None:
+        print(f"serving {Path(args.run_dir).name} ({service.kind}: {', '.join(service.members)}) at {url} "
+              f"(API docs: {url}/docs; Ctrl-C stops)", flush=True)
+
+    serve(service, settings, log_level=args.log_level, access_log=args.access_log, ready=ready)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +411,27 @@ def build_parser() -> argparse.ArgumentParser:
         "...), none (no grouping). Without a speaker a file is predicted on its own, whatever else is given. "
         "Default: the run's predict.speaker_from (manifest)",
     )
+    p.add_argument(
+        "--segment", choices=["auto", "always", "off"], default="auto",
+        help="long audio: cut recordings into utterances with a voice-activity detector and predict each (auto: only "
+        "files longer than the model's input, 30 s, so shorter files are predicted exactly as with off; always: "
+        "every audio file; off: long files keep only their first 30 s). When anything is cut, OUT.segments.csv "
+        "(recording, start, end per row) and OUT.summary.csv (share of time per emotion) are written too",
+    )
+    p.add_argument(
+        "--vad", choices=["silero", "energy"], default="silero",
+        help="voice-activity detector: silero (Silero VAD, pip install 'abhinaya[vad]'; the energy detector, with a "
+        "note, where it is not installed) or energy (no weights)",
+    )
+    p.add_argument("--max-segment", type=float, metavar="SECONDS",
+                   help="longest segment; longer speech is split evenly (default 20, and never above the model's input)")
+    p.add_argument("--min-speech", type=float, metavar="SECONDS", help="shorter speech is dropped (default 0.5)")
+    p.add_argument("--min-silence", type=float, metavar="SECONDS",
+                   help="a pause must last this long to end a segment (default 0.5)")
+    p.add_argument("--speech-pad", type=float, metavar="SECONDS",
+                   help="padding kept on each side of a segment (default 0.2)")
+    p.add_argument("--plot", action="store_true",
+                   help="also draw the emotion over time of the segmented recordings (OUT.timeline.png)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting, or by a combiner fitted on dev")
@@ -393,9 +474,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (messages still go to the log)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("serve", help="HTTP inference service [not built yet]")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_built)
+    from abhinaya.serve.settings import ServeSettings
+
+    served = ServeSettings()  # the defaults shown in the help of serve
+    p = sub.add_parser(
+        "serve", help="HTTP inference service for a run folder (a member's or a whole system's)",
+        description="Loads the run once and answers POST /predict (multipart field 'file': one audio file; optional "
+        "'speaker'), POST /predict/group (several files, optionally one speaker's), GET /health and GET /labels; "
+        "the OpenAPI schema is at /openapi.json, the API page at /docs. Requests that arrive together run through "
+        "the model as one batch. Needs the 'serve' extra. See docs/serve.md.",
+    )
+    p.add_argument("run_dir", help="run folder written by abhinaya train (a member) or abhinaya run (a system)")
+    p.add_argument("--host", default=served.host, help=f"address to listen on (default {served.host}: this machine "
+                   "only; 0.0.0.0 listens on every interface)")
+    p.add_argument("--port", type=int, default=served.port, help=f"TCP port (default {served.port}; 0: a free one, "
+                   "printed at start)")
+    p.add_argument("--max-body-mb", type=float, default=served.max_body_mb,
+                   help=f"largest request body in MB; larger ones get 413 (default {served.max_body_mb:g})")
+    p.add_argument("--max-duration", type=float, default=served.max_duration,
+                   help=f"longest audio per file in seconds; longer gets 413 (default {served.max_duration:g})")
+    p.add_argument("--max-files", type=int, default=served.max_files,
+                   help=f"most files in one /predict/group request (default {served.max_files})")
+    p.add_argument("--max-batch", type=int, default=served.max_batch,
+                   help=f"most files run through the model together (default {served.max_batch})")
+    p.add_argument("--batch-wait-ms", type=float, default=served.batch_wait_ms,
+                   help=f"how long a request waits for others to share its batch (default {served.batch_wait_ms:g})")
+    p.add_argument("--queue-size", type=int, default=served.queue_size,
+                   help=f"requests that may wait for the model; beyond it 503 (default {served.queue_size})")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default warning)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="export a trained run to a portable format (ONNX, S1)")
+    export_sub = p.add_subparsers(dest="export_format", metavar="FORMAT")
+    export_sub.required = True
+    e = export_sub.add_parser(
+        "onnx", help="an S1 run folder as an ONNX graph from raw audio (+ head graph + JSON sidecar)",
+        description="Writes OUTPUT (waveforms + lengths -> logits + pooled embedding, dynamic batch and length, the "
+        "log-mel front end inside), OUTPUT's .head.onnx (embedding -> logits) and OUTPUT.json (labels, front end, "
+        "reference mean, tolerance). onnxruntime and PyTorch are compared first; see docs/export.md.",
+    )
+    e.add_argument("run_dir", help="an S1 run folder (abhinaya train)")
+    e.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    e.add_argument("--tolerance", type=float, default=1e-3,
+                   help="largest allowed |logit difference| between onnxruntime and PyTorch (default 1e-3)")
+    e.add_argument("--check-audio", nargs="+", metavar="AUDIO", help="also compare on these audio files")
+    e.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
+                   help="torch.onnx exporter (auto: dynamo for Whisper, TorchScript for WavLM/wav2vec2/HuBERT)")
+    e.add_argument("--opset", type=int, help="ONNX opset (default 18 with dynamo, 17 with TorchScript)")
+    e.add_argument("--force", action="store_true", help="write even when the difference exceeds the tolerance")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="assemble offline pretrained weights into the local model cache")
     models_sub = p.add_subparsers(dest="models_command", metavar="ACTION")
