@@ -100,7 +100,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from abhinaya.predictions import write_predictions
+    from abhinaya.predict.long_audio import LongAudioConfig, output_paths, write_recording_outputs
+    from abhinaya.predict.segments import SegmentConfig
     from abhinaya.system.predict import is_system_run
 
     options = dict(
@@ -112,9 +113,6 @@ def cmd_predict(args) -> int:
         speaker_norm=args.speaker_norm,
         speaker_from=args.speaker_from,
     )
-    from abhinaya.predict.long_audio import LongAudioConfig, output_paths, write_recording_outputs
-    from abhinaya.predict.segments import SegmentConfig
-
     if args.plot and args.segment == "off":
         raise CLIError("--plot draws the timeline of segmented recordings; it needs --segment auto or always")
     try:

@@ -161,18 +161,9 @@ class AudioDataset(Dataset):
         self._num_samples: dict[str, int] = {}
         self._lengths: list[int] | None = None
 
-        items = [_as_utterance(u) for u in utterances]
+        items = [as_utterance(u) for u in utterances]
         self._check_labels(items)
-        kept = []
-        for utt in items:
-            if utt.audio is None:
-                err = AudioError(utt.id, "utterance has no audio path")
-                if on_error == "raise":
-                    raise err
-                self.errors.append(str(err))
-            else:
-                kept.append(utt)
-        self._set_utterances(kept)
+        self._set_utterances(utterances_with_audio(items, on_error, self.errors))
         if check is None:
             check = on_error == "skip"
         if check:
@@ -313,12 +304,27 @@ class AudioDataset(Dataset):
         return wave
 
 
-def _as_utterance(item: Utterance | str | Path) -> Utterance:
+def as_utterance(item: Utterance | str | Path) -> Utterance:
+    """An utterance as given, or one for an audio path (its id the file's base name)."""
     if isinstance(item, Utterance):
         return item
     if isinstance(item, (str, Path)):
         return Utterance(id=Path(item).stem, audio=str(item))
     raise TypeError(f"expected an Utterance or an audio path, got {type(item).__name__}")
+
+
+def utterances_with_audio(items: list[Utterance], on_error: str, errors: list[str]) -> list[Utterance]:
+    """The items that name an audio file; one without raises (``on_error="raise"``) or is reported in ``errors``."""
+    kept = []
+    for utt in items:
+        if utt.audio is None:
+            err = AudioError(utt.id, "utterance has no audio path")
+            if on_error == "raise":
+                raise err
+            errors.append(str(err))
+        else:
+            kept.append(utt)
+    return kept
 
 
 def _normalize(wave: np.ndarray) -> np.ndarray:

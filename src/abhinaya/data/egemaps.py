@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from abhinaya.audio import AudioError, load_audio
-from abhinaya.data.audio import check_known_labels
+from abhinaya.data.audio import as_utterance, check_known_labels, utterances_with_audio
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 
@@ -115,18 +115,9 @@ class EgemapsDataset(Dataset):
 
             self._disk = EncoderFeatureCache(cache_dir, f"opensmile-{feature_set}-{SAMPLE_RATE // 1000}k")
 
-        items = [_to_utterance(u) for u in utterances]
+        items = [as_utterance(u) for u in utterances]
         check_known_labels(items, label_set)
-        kept = []
-        for utt in items:
-            if utt.audio is None:
-                err = AudioError(utt.id, "utterance has no audio path")
-                if on_error == "raise":
-                    raise err
-                self.errors.append(str(err))
-            else:
-                kept.append(utt)
-        self._set_utterances(kept)
+        self._set_utterances(utterances_with_audio(items, on_error, self.errors))
         if check is None:
             check = on_error == "skip"
         if check:
@@ -260,11 +251,3 @@ def collate_features(items: Sequence[dict]) -> dict[str, Any]:
         "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
         "ids": [str(item["id"]) for item in items],
     }
-
-
-def _to_utterance(item: Utterance | str | Path) -> Utterance:
-    if isinstance(item, Utterance):
-        return item
-    if isinstance(item, (str, Path)):
-        return Utterance(id=Path(item).stem, audio=str(item))
-    raise TypeError(f"expected an Utterance or an audio path, got {type(item).__name__}")

@@ -36,7 +36,7 @@ from abhinaya.manifest import Utterance, read_manifest
 from abhinaya.predict.engine import predict_probabilities
 from abhinaya.predict.speaker_norm import speaker_counts
 from abhinaya.predictions import PredictionTable, table_from_probs
-from abhinaya.recipes import SPEAKER_SOURCES, PredictConfig
+from abhinaya.recipes import SPEAKER_SOURCES, PredictConfig, Recipe
 from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run, load_run_recipe
 
 
@@ -213,6 +213,24 @@ def dataset_notes(dataset) -> list[str]:
     return list(getattr(dataset, "notes", None) or [])  # text datasets cut nothing and have none
 
 
+def inputs_for_run(
+    run_dir: str | Path, inputs: Iterable[str | Path], *, split: str | None, speaker_from: str | None
+) -> tuple[Recipe, str, list[Utterance]]:
+    """``(recipe, speaker source, utterances)``: the inputs gathered and checked from the run's recipe alone, before
+    any model is loaded (that takes seconds for large models; a mistyped path should not)."""
+    recipe = load_run_recipe(run_dir)
+    source = speaker_from or recipe.predict.speaker_from
+    return recipe, source, gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
+
+
+def load_run_for_prediction(run_dir: str | Path, device: str | None, speaker_from: str) -> LoadedRun:
+    """The run loaded on ``device`` (None: CUDA when available), its speakers taken from ``speaker_from``."""
+    run = load_run(run_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if speaker_from != run.recipe.predict.speaker_from:
+        run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
+    return run
+
+
 def predict(
     run_dir: str | Path,
     inputs: Iterable[str | Path],
@@ -227,14 +245,8 @@ def predict(
 ) -> PredictionTable:
     """Predict ``inputs`` with the run in ``run_dir``. ``speaker_from``: where speakers come from (None: the run's
     ``predict.speaker_from``); ``speaker_norm``: as in ``predict_utterances``."""
-    # The inputs are checked from the run's recipe alone, before the model is loaded (seconds, for large models).
-    recipe = load_run_recipe(run_dir)
-    source = speaker_from or recipe.predict.speaker_from
-    utterances = gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run = load_run(run_dir, device=device)
-    if source != run.recipe.predict.speaker_from:
-        run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=source))
+    recipe, source, utterances = inputs_for_run(run_dir, inputs, split=split, speaker_from=speaker_from)
+    run = load_run_for_prediction(run_dir, device, source)
     return predict_utterances(
         run, utterances, batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm
     )

@@ -48,7 +48,8 @@ from abhinaya.predict.engine import (
 from abhinaya.predict.inputs import (
     InputError,
     dataset_notes,
-    gather_inputs,
+    inputs_for_run,
+    load_run_for_prediction,
     predict_utterances,
     prediction_settings,
 )
@@ -314,15 +315,10 @@ def predict_recordings(
     """``abhinaya predict`` with a member's run folder and segmentation (``long_audio``; default ``auto``). Without
     anything to segment the result is ``predict``'s, exactly. A member that reads text cannot predict segments
     (they have no transcripts; a system run transcribes them): it predicts as without segmentation, with a note."""
-    import torch
-
     from abhinaya.members import get_member
-    from abhinaya.runs import load_run, load_run_recipe
 
     long_audio = long_audio or LongAudioConfig()
-    recipe = load_run_recipe(run_dir)
-    source = speaker_from or recipe.predict.speaker_from
-    utterances = gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
+    recipe, source, utterances = inputs_for_run(run_dir, inputs, split=split, speaker_from=speaker_from)
     sample_rate, max_seconds = model_input_limits(recipe)
     with tempfile.TemporaryDirectory(prefix="abhinaya-segments-") as folder:
         segmented = None
@@ -333,10 +329,7 @@ def predict_recordings(
         else:
             segmented = segment_inputs(utterances, long_audio, folder, sample_rate=sample_rate,
                                        max_seconds=max_seconds, report=report)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        run = load_run(run_dir, device=device)
-        if source != run.recipe.predict.speaker_from:
-            run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=source))
+        run = load_run_for_prediction(run_dir, device, source)
         if segmented is None:
             table = predict_utterances(run, utterances, batch_size=batch_size, progress=progress, report=report,
                                        speaker_norm=speaker_norm)
