@@ -217,3 +217,33 @@ def test_a_captured_log_holds_messages_not_progress_bars(system_run, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "[3/3] c:" in done.stderr
+
+
+def test_system_predict_reports_an_unreadable_file_once_and_predicts_the_rest(tmp_path, monkeypatch):
+    from abhinaya.system import predict as system_predict
+    from abhinaya.system.recipe import MemberSpec, SystemRecipe
+    from abhinaya.manifest import Utterance
+
+    good = tmp_path / "good.wav"
+    import soundfile as sf
+
+    sf.write(good, 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+
+    def fake_transcribe(manifest, output, config, progress, report):
+        from abhinaya.asr.transcribe import TranscriptionSummary
+        from abhinaya.manifest import read_manifest, write_manifest
+
+        rows = read_manifest(manifest)
+        write_manifest(output, [u if u.id == "bad" else Utterance(**{**u.to_dict(), "text": "hello"}) for u in rows])
+        return TranscriptionSummary(1, 0, 1, 0.0, str(output), {"bad": "cannot be decoded as audio"})
+
+    monkeypatch.setattr("abhinaya.asr.transcribe.transcribe_manifest", fake_transcribe)
+    notes = []
+    recipe = SystemRecipe(members={"a": MemberSpec(recipe="x.yaml")})
+    kept = system_predict._transcribe(
+        [Utterance(id="good", audio=str(good)), Utterance(id="bad", audio=str(bad))], recipe, False, notes.append
+    )
+    assert [u.id for u in kept] == ["good"] and kept[0].text == "hello"
+    assert sum("bad.wav" in note for note in notes) == 1 and any(n.startswith("skipped: ") for n in notes)

@@ -43,8 +43,10 @@ def _read_json(path: Path) -> dict:
 
 def _transcribe(utterances: list[Utterance], recipe: SystemRecipe, progress: bool, report) -> list[Utterance]:
     """``utterances`` with Whisper transcripts where they have none (every one with ``transcribe.overwrite``),
-    as the text members were trained."""
+    as the text members were trained. An input whose audio cannot be read is reported once here and left out, rather
+    than by every member in turn."""
     from abhinaya.asr.transcribe import TranscriptionConfig, transcribe_manifest
+    from abhinaya.audio import AudioError, load_audio
     from abhinaya.recipes import to_dict
 
     spec = recipe.transcribe
@@ -55,11 +57,19 @@ def _transcribe(utterances: list[Utterance], recipe: SystemRecipe, progress: boo
     report(f"transcribing {len(todo)} input(s) with {config.model} for the members that read text")
     with tempfile.TemporaryDirectory(prefix="abhinaya-transcripts-") as tmp:
         manifest = write_manifest(Path(tmp) / "inputs.jsonl", [replace(u, text=None) for u in todo])
-        summary = transcribe_manifest(manifest, manifest, config, progress=progress,
-                                      report=lambda message: report(f"failed: {message}"))
+        summary = transcribe_manifest(manifest, manifest, config, progress=progress, report=lambda message: None)
         texts = {u.id: u.text for u in read_manifest(manifest)}
     report(summary.line())
-    return [replace(u, text=texts[u.id]) if u.id in texts else u for u in utterances]
+    unreadable = set()
+    for utt in utterances:
+        if utt.id in summary.failures:
+            try:  # only the few that failed are decoded again, to tell bad audio from a failed transcription
+                load_audio(utt.audio)
+                report(f"failed: {utt.id}: {summary.failures[utt.id]} (the audio members still predict it)")
+            except AudioError as err:
+                report(f"skipped: {err}")
+                unreadable.add(utt.id)
+    return [replace(u, text=texts[u.id]) if u.id in texts else u for u in utterances if u.id not in unreadable]
 
 
 def predict_system(
@@ -146,6 +156,8 @@ def predict_system_recordings(
                 utterances = segmented.utterances
         if any("text" in get_member(r.member).inputs for r in recipes.values()):
             utterances = _transcribe(utterances, recipe, progress, report)
+            if not utterances:
+                raise InputError("none of the inputs could be used (see the messages above)")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tables: dict[str, PredictionTable] = {}
         for position, (name, folder) in enumerate(folders.items(), start=1):
