@@ -19,6 +19,15 @@ from abhinaya.testing.tiny import (  # noqa: F401  (the configs are imported fro
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+try:  # property tests: the same examples on every run, unless HYPOTHESIS_PROFILE=explore asks for new ones
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+    _hypothesis_settings.register_profile("explore", derandomize=False, max_examples=2000)
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory):

@@ -3,20 +3,23 @@ tables either return well-formed data or raise their own error naming the file, 
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from abhinaya.audio import AudioError, load_audio  # noqa: E402
 from abhinaya.manifest import ManifestError, read_manifest  # noqa: E402
 from abhinaya.predictions import PredictionError, read_predictions  # noqa: E402
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# 60 examples a test in the default (repeatable) profile; HYPOTHESIS_PROFILE=explore runs its own count, new ones each time
+EXAMPLES = settings.default.max_examples if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 60
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 EXTENSIONS = st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ".txt", "", ".WAV"])
 NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
                 min_size=1, max_size=12).filter(lambda n: n not in (".", ".."))
@@ -107,6 +110,7 @@ CELLS = st.one_of(st.text(max_size=6), st.sampled_from(["nan", "inf", "-1", "0.5
 @FAST
 @given(header=st.lists(st.sampled_from(["FileName", "EmoClass", "prob_angry", "prob_sad", "x"]), max_size=4),
        rows=st.lists(st.lists(CELLS, max_size=5), max_size=5), tail=st.binary(max_size=6))
+@example(header=["FileName", "EmoClass", "prob_angry", "prob_angry"], rows=[], tail=b"")
 def test_any_prediction_table(tmp_path, header, rows, tail):
     path = tmp_path / "p.csv"
     text = "\n".join(",".join(cells) for cells in [header, *rows])

@@ -120,6 +120,9 @@ def _read_predictions(path: Path) -> PredictionTable:
         bad = [c for c in prob_columns if not c.startswith(PROB_PREFIX)]
         if bad:
             raise PredictionError(f"{path}: unexpected column(s) {bad}; extra columns must be named prob_<label>")
+        repeated = sorted({c for c in prob_columns if prob_columns.count(c) > 1})
+        if repeated:
+            raise PredictionError(f"{path}: column(s) {repeated} appear more than once in the header")
         label_set = LabelSet(c[len(PROB_PREFIX):] for c in prob_columns) if prob_columns else None
         ids: list[str] = []
         labels: list[str] = []
