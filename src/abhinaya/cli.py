@@ -100,21 +100,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from abhinaya.predict.inputs import NothingToPredict
     from abhinaya.predict.long_audio import LongAudioConfig, output_paths, write_recording_outputs
     from abhinaya.predict.segments import SegmentConfig
+    from abhinaya.predict.stream import predict_streaming, remove_parts
+    from abhinaya.predictions import write_predictions
     from abhinaya.system.predict import is_system_run
 
-    options = dict(
-        split=args.split,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.no_progress,
-        report=lambda message: print(message, file=sys.stderr),
-        speaker_norm=args.speaker_norm,
-        speaker_from=args.speaker_from,
-    )
+    report = lambda message: print(message, file=sys.stderr)  # noqa: E731
     if args.plot and args.segment == "off":
         raise CLIError("--plot draws the timeline of segmented recordings; it needs --segment auto or always")
+    if args.block_size is not None and args.block_size < 1:
+        raise CLIError(f"--block-size must be at least 1, got {args.block_size}")
     try:
         segment = {key: getattr(args, key) for key in ("max_segment", "min_speech", "min_silence", "speech_pad")
                    if getattr(args, key) is not None}
@@ -122,26 +119,41 @@ def cmd_predict(args) -> int:
             mode=args.segment, segment=SegmentConfig(vad=args.vad, **segment))
     except ValueError as err:
         raise CLIError(str(err)) from None
+    options = dict(batch_size=args.batch_size, device=args.device, report=report, speaker_norm=args.speaker_norm,
+                   long_audio=long_audio)
+    # The inputs are gathered and checked before any model is loaded (that takes seconds; a mistyped path should not).
     if is_system_run(args.run_dir):
-        from abhinaya.system.predict import predict_system_recordings
+        from abhinaya.system.predict import SystemPredictor
 
-        result = predict_system_recordings(args.run_dir, args.inputs, members_dir=args.members,
-                                           long_audio=long_audio, **options)
+        predictor = SystemPredictor(args.run_dir, speaker_from=args.speaker_from,
+                                    keep_members=args.members is not None, **options)
+        utterances = predictor.gather(args.inputs, split=args.split)
     else:
         if args.members:
             raise CLIError(f"--members needs a system run folder (written by abhinaya run); {args.run_dir} is a "
                            "member's run")
-        if long_audio is None:
-            from abhinaya.predict.inputs import predict
-            from abhinaya.predict.long_audio import RecordingPredictions
+        from abhinaya.predict.inputs import inputs_for_run
+        from abhinaya.predict.predictor import MemberPredictor
 
-            result = RecordingPredictions(predict(args.run_dir, args.inputs, **options))
-        else:
-            from abhinaya.predict.long_audio import predict_recordings
-
-            result = predict_recordings(args.run_dir, args.inputs, long_audio=long_audio, **options)
+        recipe, source, utterances = inputs_for_run(args.run_dir, args.inputs, split=args.split,
+                                                    speaker_from=args.speaker_from)
+        predictor = MemberPredictor(args.run_dir, recipe, source, **options)
+    streamed = predict_streaming(predictor, utterances, args.output,
+                                 block_size=args.block_size or predictor.default_block_size, restart=args.restart,
+                                 progress=not args.no_progress, report=report, source=str(args.run_dir))
+    if streamed is None:
+        return 0  # another process of a launch; the first one writes the outputs
+    if streamed.result is None:
+        remove_parts(args.output)
+        raise NothingToPredict()
+    result = streamed.result
     written = write_recording_outputs(args.output, result, plot=args.plot, format=args.format)
-    print(f"wrote {len(result.table)} predictions to {args.output}")
+    for name, table in streamed.members.items():
+        write_predictions(Path(args.members) / f"{name}.csv", table)
+    remove_parts(args.output)
+    print(f"wrote {len(result.table)} predictions to {args.output}"
+          + (f" ({streamed.num_without_prediction} of {streamed.num_inputs} inputs could not be used, each named "
+             "above)" if streamed.num_without_prediction else ""))
     if result.recordings is not None:
         paths = output_paths(args.output)
         segmented = sum(1 for rec in result.recordings if rec.segmented)
@@ -430,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="padding kept on each side of a segment (default 0.2)")
     p.add_argument("--plot", action="store_true",
                    help="also draw the emotion over time of the segmented recordings (OUT.timeline.png)")
+    p.add_argument("--block-size", type=int, metavar="N",
+                   help="inputs decoded and predicted at a time; each finished block is written to OUT.part-*.jsonl, "
+                   "so an interrupted prediction resumes where it stopped when rerun (default 256, 1024 for a system)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the part files of an interrupted prediction and start afresh")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting, or by a combiner fitted on dev")

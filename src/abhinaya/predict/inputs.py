@@ -24,6 +24,7 @@ not depend on which other inputs were given.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -42,6 +43,13 @@ from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run, load_run_rec
 
 class InputError(ValueError):
     """An input path that is neither a manifest, an audio file nor a folder, or speakers that cannot be used."""
+
+
+class NothingToPredict(InputError):
+    """None of the inputs given could be used (each was reported by name)."""
+
+    def __init__(self, message: str = "none of the inputs could be used (see the messages above)"):
+        super().__init__(message)
 
 
 def reads_as_emotion(name: str | None) -> bool:
@@ -146,7 +154,7 @@ def predict_utterances(
     for note in dataset_notes(dataset):
         report(note)
     if len(dataset) == 0:
-        raise InputError("none of the inputs could be used (see the messages above)")
+        raise NothingToPredict()
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
     config, reference = prediction_settings(run, [u.speaker for u in dataset.utterances], speaker_norm, report)
     ids, probs = predict_probabilities(
@@ -223,9 +231,18 @@ def inputs_for_run(
     return recipe, source, gather_inputs(inputs, split=split, corpus=recipe.data.corpus, speaker_from=source)
 
 
+def default_device() -> str:
+    """CUDA when there is a GPU (in a launch of several processes, the one of this process's ``LOCAL_RANK``), else
+    the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(local) % torch.cuda.device_count()}" if local and local.isdigit() else "cuda"
+
+
 def load_run_for_prediction(run_dir: str | Path, device: str | None, speaker_from: str) -> LoadedRun:
     """The run loaded on ``device`` (None: CUDA when available), its speakers taken from ``speaker_from``."""
-    run = load_run(run_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run = load_run(run_dir, device=device or default_device())
     if speaker_from != run.recipe.predict.speaker_from:
         run.recipe = replace(run.recipe, predict=replace(run.recipe.predict, speaker_from=speaker_from))
     return run

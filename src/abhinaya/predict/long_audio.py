@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -47,10 +46,9 @@ from abhinaya.predict.engine import (
 )
 from abhinaya.predict.inputs import (
     InputError,
+    NothingToPredict,
     dataset_notes,
     inputs_for_run,
-    load_run_for_prediction,
-    predict_utterances,
     prediction_settings,
 )
 from abhinaya.predict.segments import (
@@ -126,6 +124,19 @@ def _durations(utterances: Sequence[Utterance]) -> dict[str, float | None]:
     return found
 
 
+def whole_recording(utt: Utterance, duration: float | None, max_seconds: float) -> Recording:
+    """A file predicted whole, as the outputs describe it: one row from 0 to its end (or to ``max_seconds``, what the
+    model hears), none where its length is unknown (it cannot be read)."""
+    end = min(duration, max_seconds) if duration is not None else None
+    return Recording(utt.id, utt.audio, duration, False, [(utt.id, 0.0, end)] if end else [])
+
+
+def whole_recordings(utterances: Sequence[Utterance], max_seconds: float) -> list[Recording]:
+    """``whole_recording`` of each of ``utterances`` (lengths from the file headers)."""
+    durations = _durations(utterances)
+    return [whole_recording(u, durations.get(u.id), max_seconds) for u in utterances]
+
+
 def long_inputs(utterances: Sequence[Utterance], max_seconds: float) -> list[Utterance]:
     """The utterances whose audio is longer than ``max_seconds`` (by the file header)."""
     durations = _durations(utterances)
@@ -172,9 +183,7 @@ def segment_inputs(
     for utt in utterances:
         if utt.id not in chosen:
             out.append(utt)
-            duration = durations.get(utt.id)
-            end = min(duration, max_seconds) if duration is not None else None
-            recordings.append(Recording(utt.id, utt.audio, duration, False, [(utt.id, 0.0, end)] if end else []))
+            recordings.append(whole_recording(utt, durations.get(utt.id), max_seconds))
             continue
         pieces: list[Utterance] = []
         try:
@@ -272,7 +281,7 @@ def predict_chunked(
         del dataset
         release_memory()
     if not ids:
-        raise InputError("none of the inputs could be used (see the messages above)")
+        raise NothingToPredict()
     values = np.concatenate(parts)
     if config.speaker_norm:
         values = classify_pooled(member, run.model, values, speakers, config, reference)
@@ -312,33 +321,17 @@ def predict_recordings(
     speaker_norm: bool | None = None,
     speaker_from: str | None = None,
 ) -> RecordingPredictions:
-    """``abhinaya predict`` with a member's run folder and segmentation (``long_audio``; default ``auto``). Without
-    anything to segment the result is ``predict``'s, exactly. A member that reads text cannot predict segments
-    (they have no transcripts; a system run transcribes them): it predicts as without segmentation, with a note."""
-    from abhinaya.members import get_member
+    """``abhinaya predict`` with a member's run folder and segmentation (``long_audio``; default ``auto``), all
+    inputs at once (``predict/stream.py`` takes them a block at a time). Without anything to segment the result is
+    ``predict``'s, exactly. A member that reads text cannot predict segments (they have no transcripts; a system run
+    transcribes them): it predicts as without segmentation, with a note."""
+    from abhinaya.predict.predictor import MemberPredictor
 
-    long_audio = long_audio or LongAudioConfig()
     recipe, source, utterances = inputs_for_run(run_dir, inputs, split=split, speaker_from=speaker_from)
-    sample_rate, max_seconds = model_input_limits(recipe)
-    with tempfile.TemporaryDirectory(prefix="abhinaya-segments-") as folder:
-        segmented = None
-        if "text" in get_member(recipe.member).inputs:
-            if long_audio.mode == "always" or (long_audio.mode == "auto" and long_inputs(utterances, max_seconds)):
-                report(f"note: {recipe.member} reads transcripts, which segments do not have; long files are predicted "
-                       "whole (a system run transcribes the segments)")
-        else:
-            segmented = segment_inputs(utterances, long_audio, folder, sample_rate=sample_rate,
-                                       max_seconds=max_seconds, report=report)
-        run = load_run_for_prediction(run_dir, device, source)
-        if segmented is None:
-            table = predict_utterances(run, utterances, batch_size=batch_size, progress=progress, report=report,
-                                       speaker_norm=speaker_norm)
-            return RecordingPredictions(table)
-        if not segmented.utterances:
-            raise InputError("none of the inputs could be used (see the messages above)")
-        table = predict_chunked(run, segmented.utterances, chunk_seconds=long_audio.chunk_seconds,
-                                batch_size=batch_size, progress=progress, report=report, speaker_norm=speaker_norm)
-        return RecordingPredictions(table, segmented.recordings)
+    predictor = MemberPredictor(run_dir, recipe, source, long_audio=long_audio or LongAudioConfig(), device=device,
+                                batch_size=batch_size, speaker_norm=speaker_norm, report=report)
+    result = predictor.predict_block(utterances, progress=progress)
+    return RecordingPredictions(result.table, result.recordings if result.segmented else None)
 
 
 # ----------------------------------------------------------------------------- outputs
