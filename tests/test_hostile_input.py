@@ -130,3 +130,32 @@ def test_a_sample_rate_too_low_for_speech_is_refused(tmp_path):
     sf.write(path, np.zeros((50, 1), dtype=np.float32) + 0.1, 8)
     with pytest.raises(AudioError, match="low.wav: sample rate 8 Hz is too low"):
         load_audio(path, 16000)
+
+
+CSV_CELLS = st.one_of(st.text(max_size=8), st.sampled_from(["a.wav", "missing.wav", "angry", "neutral", "01", "train",
+                                                            "dev", "M", "", '"', "x,y"]))
+
+
+@FAST
+@given(header=st.lists(st.sampled_from(["path", "label", "speaker", "split", "text", "gender", "PATH", "x"]),
+                       max_size=6),
+       rows=st.lists(st.lists(CSV_CELLS, max_size=7), max_size=6), tail=st.binary(max_size=6),
+       check=st.sampled_from(["decode", "header"]))
+def test_any_csv_listing(tmp_path, header, rows, tail, check):
+    """``abhinaya prepare csv``: any listing gives usable utterances and problems naming their file, or one error
+    naming the listing."""
+    from abhinaya.corpora.common import PrepareError
+    from abhinaya.corpora.generic_csv import prepare_csv
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    path = tmp_path / "list.csv"
+    path.write_bytes("\n".join(",".join(cells) for cells in [header, *rows]).encode("utf-8") + tail)
+    try:
+        result = prepare_csv(path, check=check)
+    except PrepareError as err:
+        assert str(path) in str(err) and "\n" not in str(err)
+        return
+    for utt in result.utterances:
+        assert utt.id and utt.audio and utt.label
+    for problem in result.problems:
+        assert str(path) in problem or str(tmp_path) in problem
