@@ -1,6 +1,7 @@
 """`abhinaya predict` on a 2,000-file folder: one process against two (torchrun), same machine, same run.
 
     python benchmarks/processes.py --run RUN_DIR --data ../shared/data [--files 2000] [--block-size 256]
+                                   [--baseline-src OLD_CHECKOUT/src]
 
 The folder is made on the fly in a temporary folder (symbolic links, never kept): the RAVDESS and EmoDB files of
 ``--data`` in turn, each link named ``NNNN_<file>`` so that a file taken twice gets a new id. Then, each timed from
@@ -10,8 +11,11 @@ the command's start to its end (model loading included):
 - ``two``: ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m abhinaya.cli predict ...``
   (``OMP_NUM_THREADS=1``, so two processes share the cores as one process's two threads do).
 
-Reports seconds, files per second, the ratio, and how far the two tables are apart (classes that differ, largest
-difference of a probability).
+- ``baseline`` (with ``--baseline-src``): the one-process command with another checkout's package first on the
+  path, e.g. the commit before prediction went block by block (every input decoded and held before the first batch).
+
+Reports seconds, peak resident memory of the (first) process, files per second, the ratios, and how far the tables
+are apart (classes that differ, largest difference of a probability).
 """
 
 from __future__ import annotations
@@ -36,13 +40,21 @@ def make_folder(data: Path, count: int, folder: Path) -> int:
     return len(sources)
 
 
-def timed(command: list[str], env: dict) -> float:
+# Runs the command line in this process and prints its peak resident memory at exit (kB on Linux).
+PEAK = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_RSS_KB', "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); sys.argv = sys.argv[1:]; "
+        "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float | None]:
+    """Seconds and peak RSS (MB; of the first process that reports it)."""
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds
+    peaks = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    return seconds, (round(max(peaks) / 1024) if peaks else None)
 
 
 def main() -> None:
@@ -51,6 +63,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder holding ravdess/ and emodb/")
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--block-size", type=int, default=256)
+    parser.add_argument("--baseline-src", help="another checkout's src folder, run as one process for comparison")
     args = parser.parse_args()
 
     from abhinaya.predictions import read_predictions
@@ -63,9 +76,10 @@ def main() -> None:
         common = [str(Path(args.run)), str(folder), "--block-size", str(args.block_size), "--no-progress",
                   "--device", "cpu"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        one = timed([sys.executable, "-m", "abhinaya.cli", "predict", *common, "-o", str(tmp / "one.csv")], env)
-        two = timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-                     "abhinaya.cli", "predict", *common, "-o", str(tmp / "two.csv")], {**env, "OMP_NUM_THREADS": "1"})
+        cli = [sys.executable, "-c", PEAK, "abhinaya.cli", "predict", *common]
+        one, one_peak = timed([*cli, "-o", str(tmp / "one.csv")], env)
+        two, two_peak = timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               *cli[1:], "-o", str(tmp / "two.csv")], {**env, "OMP_NUM_THREADS": "1"})
         a, b = read_predictions(tmp / "one.csv"), read_predictions(tmp / "two.csv")
         assert a.ids == b.ids, "the two tables hold other rows or another order"
         result = {
@@ -73,13 +87,29 @@ def main() -> None:
             "distinct_files": distinct,
             "cores": os.cpu_count(),
             "one_process_s": round(one, 1),
+            "one_process_peak_rss_mb": one_peak,
             "two_processes_s": round(two, 1),
+            "two_processes_peak_rss_mb_each": two_peak,
             "files_per_s_one": round(args.files / one, 2),
             "files_per_s_two": round(args.files / two, 2),
             "speedup_two_over_one": round(one / two, 3),
             "classes_differing": sum(x != y for x, y in zip(a.labels, b.labels)),
             "max_prob_difference": float(abs(a.probs - b.probs).max()),
         }
+        if args.baseline_src:
+            base_common = [c for c in common if c not in ("--block-size", str(args.block_size))]
+            base_env = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+            base, base_peak = timed([sys.executable, "-c", PEAK, "abhinaya.cli", "predict", *base_common, "-o",
+                                     str(tmp / "base.csv")], base_env)
+            c = read_predictions(tmp / "base.csv")
+            result.update({
+                "baseline_s": round(base, 1),
+                "baseline_peak_rss_mb": base_peak,
+                "speed_one_over_baseline": round(base / one, 3),
+                "baseline_rows_equal": c.ids == a.ids,
+                "baseline_classes_differing": sum(x != y for x, y in zip(a.labels, c.labels)) if c.ids == a.ids else None,
+                "baseline_max_prob_difference": float(abs(a.probs - c.probs).max()) if c.ids == a.ids else None,
+            })
     print(json.dumps(result, indent=2))
 
 
