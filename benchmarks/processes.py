@@ -79,7 +79,7 @@ def main() -> None:
         cli = [sys.executable, "-c", PEAK, "abhinaya.cli", "predict", *common]
         one, one_peak = timed([*cli, "-o", str(tmp / "one.csv")], env)
         two, two_peak = timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                               *cli[1:], "-o", str(tmp / "two.csv")], {**env, "OMP_NUM_THREADS": "1"})
+                               "--no-python", *cli, "-o", str(tmp / "two.csv")], {**env, "OMP_NUM_THREADS": "1"})
         a, b = read_predictions(tmp / "one.csv"), read_predictions(tmp / "two.csv")
         assert a.ids == b.ids, "the two tables hold other rows or another order"
         result = {
