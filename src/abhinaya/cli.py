@@ -327,7 +327,7 @@ def cmd_serve(args) -> int:
         settings = ServeSettings(
             host=args.host, port=args.port, max_body_mb=args.max_body_mb, max_duration=args.max_duration,
             max_files=args.max_files, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
-            queue_size=args.queue_size,
+            queue_size=args.queue_size, vad=args.vad,
         )
         service = load_service(args.run_dir, device=args.device, report=lambda message: print(message, file=sys.stderr))
     except ServeError as err:
@@ -507,7 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=float, default=served.max_body_mb,
                    help=f"largest request body in MB; larger ones get 413 (default {served.max_body_mb:g})")
     p.add_argument("--max-duration", type=float, default=served.max_duration,
-                   help=f"longest audio per file in seconds; longer gets 413 (default {served.max_duration:g})")
+                   help=f"longest audio per file in seconds; longer gets 413 (default {served.max_duration:g}). A file "
+                   "longer than the model's input (30 s) is cut into segments, each answered with its times")
+    p.add_argument("--vad", choices=["silero", "energy"], default=served.vad,
+                   help="voice-activity detector that cuts long uploads (default silero where installed, else energy)")
     p.add_argument("--max-files", type=int, default=served.max_files,
                    help=f"most files in one /predict/group request (default {served.max_files})")
     p.add_argument("--max-batch", type=int, default=served.max_batch,

@@ -238,6 +238,7 @@ class SlowModel(ServedModel):
     labels = ["calm", "sad"]
     members = {}
     min_seconds = 0.0
+    max_input_seconds = 30.0
 
     def predict(self, items):
         time.sleep(0.4)

@@ -361,7 +361,7 @@ class Segmentation:
     """What ``find_segments`` made of one recording: its ``duration`` (seconds) and ``segments``."""
 
     recording: str
-    audio: str
+    audio: str | None  # None for a waveform segmented in memory
     duration: float
     segments: list[Segment]
     detector: str
@@ -374,6 +374,20 @@ class Segmentation:
 def find_segments(path: str | Path, recording: str, config: SegmentConfig, detector=None) -> Segmentation:
     """Cut the recording ``path`` into segments (timestamps only; one pass over the file in blocks). ``detector``:
     from ``make_detector`` (built from ``config`` when None). Raises ``AudioError`` naming the file."""
+    blocks = read_blocks(path, VAD_RATE, config.block_seconds)
+    return _segment_blocks(blocks, recording, str(path), config, detector)
+
+
+def find_segments_in_wave(wave: np.ndarray, recording: str, config: SegmentConfig, detector=None) -> Segmentation:
+    """As ``find_segments``, for a waveform held in memory at the detector's rate (``VAD_RATE``, 16 kHz): what the
+    service does with an upload, which it never writes to disk."""
+    step = max(1, int(config.block_seconds * VAD_RATE))
+    blocks = (wave[start : start + step] for start in range(0, wave.shape[0], step))
+    return _segment_blocks(blocks, recording, None, config, detector)
+
+
+def _segment_blocks(blocks: Iterable[np.ndarray], recording: str, path: str | None, config: SegmentConfig,
+                    detector) -> Segmentation:
     detector = detector if detector is not None else make_detector(config)
     detector.reset()
     tracker = SpeechTracker(config)
@@ -386,10 +400,10 @@ def find_segments(path: str | Path, recording: str, config: SegmentConfig, detec
             total += block.shape[0]
             yield block
 
-    for frames in frames_of(counted(read_blocks(path, VAD_RATE, config.block_seconds)), FRAME_SAMPLES):
+    for frames in frames_of(counted(blocks), FRAME_SAMPLES):
         regions += tracker.push(detector(frames))
     regions += tracker.finish(total)
-    return Segmentation(recording, str(path), total / VAD_RATE, pad_and_split(regions, total, recording, config),
+    return Segmentation(recording, path, total / VAD_RATE, pad_and_split(regions, total, recording, config),
                         detector.name)
 
 
@@ -439,6 +453,7 @@ __all__ = [
     "SpeechTracker",
     "cut_segments",
     "find_segments",
+    "find_segments_in_wave",
     "frames_of",
     "make_detector",
     "pad_and_split",

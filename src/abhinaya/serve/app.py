@@ -3,7 +3,9 @@
 Endpoints (the OpenAPI schema is at ``/openapi.json``, the interactive page at ``/docs``):
 
 - ``POST /predict``: one audio file in the multipart field ``file``; optional field ``speaker``. Answers the class,
-  the probabilities per class, the duration and ``segments`` (null: long audio is refused, 413).
+  the probabilities per class, the duration and ``segments``: null for audio up to the model's input (30 s), else
+  the utterances a voice-activity detector found, each with its times, class and probabilities (up to
+  ``--max-duration``; longer is refused, 413).
 - ``POST /predict/group``: several files (each in a field ``file``) with an optional ``speaker``: when a speaker is
   named, the files are that one speaker's utterances and are normalised together (where the run normalises).
 - ``GET /health``: status, run folder name, member(s), label set, limits and batching counters.
@@ -23,6 +25,7 @@ import itertools
 import socket
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from fastapi import FastAPI, Request
@@ -56,8 +59,9 @@ class Prediction(BaseModel):
         description="probability of each class (sums to 1); null for an ensemble that votes labels only")
     duration: float = Field(description="seconds of audio in the upload")
     segments: list[dict[str, Any]] | None = Field(
-        None, description="per-segment predictions of long audio; null: the service takes audio up to "
-                          "--max-duration seconds whole")
+        None, description="audio longer than the model's input (30 s): each segment's start and end (seconds), "
+                          "label and probabilities; the answer's label is then the class with the most speech time "
+                          "and its probabilities the segments' mean weighted by duration. null: predicted whole")
     speaker_norm: bool = Field(False, description="whether per-speaker normalisation was applied")
     notes: list[str] = Field(default_factory=list, description="e.g. audio cut to the model's longest input")
     members: dict[str, dict[str, Any]] | None = Field(
@@ -138,12 +142,66 @@ def _answer(result: ItemResult, clip: Clip) -> dict[str, Any]:
     }
 
 
+@dataclass
+class LongClip:
+    """An upload longer than the model's input, cut into ``pieces`` (``(start, end)`` seconds, one item each)."""
+
+    clip: Clip
+    pieces: list[tuple[float, float]]
+    detector: str
+
+
+def cut_upload(clip: Clip, max_seconds: float, vad: str) -> LongClip:
+    """The utterances of a long upload, found by the voice-activity detector ``vad`` in the waveform in memory (at
+    most ``max_seconds`` each, as ``abhinaya predict --segment auto`` cuts a long file)."""
+    from abhinaya.predict.segments import VAD_RATE, SegmentConfig, find_segments_in_wave, make_detector
+
+    config = SegmentConfig(vad=vad)
+    config = replace(config, max_segment=min(config.max_segment, max_seconds))
+    with _VAD_LOCK:  # Silero's model keeps its state between frames: one recording at a time
+        found = find_segments_in_wave(clip.at_rate(VAD_RATE), "upload", config, make_detector(config))
+    return LongClip(clip, [(seg.start, seg.end) for seg in found.segments], found.detector)
+
+
+_VAD_LOCK = threading.Lock()
+
+
+def _long_answer(long: LongClip, results: list[ItemResult]) -> dict[str, Any]:
+    """The answer for a segmented upload: each segment's class and probabilities with its times; overall, the class
+    with the most speech time and the probabilities averaged over the segments, weighted by their durations."""
+    segments, time, weighted, total = [], {}, None, 0.0
+    notes = [f"{long.clip.duration:.1f} s cut into {len(long.pieces)} segment(s) by the {long.detector} "
+             "voice-activity detector"]
+    for (start, end), result in zip(long.pieces, results):
+        segments.append({"start": round(start, 3), "end": round(end, 3), "label": result.label,
+                         "probabilities": result.probabilities})
+        if result.label is not None:
+            time[result.label] = time.get(result.label, 0.0) + (end - start)
+        if result.probabilities is not None:
+            seconds = end - start
+            total += seconds
+            weighted = {k: (weighted or {}).get(k, 0.0) + seconds * v for k, v in result.probabilities.items()}
+        notes += [n for n in result.notes if n not in notes]
+    if not long.pieces:
+        notes.append("no speech found: nothing to predict")
+    return {
+        "label": max(time, key=time.get) if time else None,
+        "probabilities": {k: v / total for k, v in weighted.items()} if weighted and total > 0 else None,
+        "duration": round(long.clip.duration, 4),
+        "segments": segments,
+        "speaker_norm": any(r.speaker_norm for r in results),
+        "notes": notes,
+        "members": None,
+    }
+
+
 def create_app(service: ServedModel, settings: ServeSettings | None = None):
     """The FastAPI application serving ``service`` (a loaded member or system run)."""
     settings = settings or ServeSettings()
     batcher = Batcher(service.predict, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms,
                       queue_size=settings.queue_size)
     min_seconds = service.min_seconds
+    max_input = service.max_input_seconds
     counter = itertools.count(1)
 
     @asynccontextmanager
@@ -250,12 +308,26 @@ def create_app(service: ServedModel, settings: ServeSettings | None = None):
         except UploadError as err:
             raise RequestError(err.status, err.message) from None
 
-    async def run(files: list[Part], speaker: str | None) -> tuple[list[Clip], list[ItemResult]]:
+    async def run(files: list[Part], speaker: str | None) -> list[dict[str, Any]]:
+        """The answer for each file: one item each, or one per segment of a file longer than the model's input."""
         clips = [await decode(part, k) for k, part in enumerate(files, start=1)]
         request_no = next(counter)
         group = f"request-{request_no}:{speaker}" if speaker is not None else None
-        items = [ServeItem(id=f"request-{request_no}-{k}", clip=clip, speaker=speaker, group=group)
-                 for k, clip in enumerate(clips)]
+        items: list[ServeItem] = []
+        shapes: list[Clip | LongClip] = []
+        for k, clip in enumerate(clips):
+            if clip.duration <= max_input:
+                shapes.append(clip)
+                items.append(ServeItem(id=f"request-{request_no}-{k}", clip=clip, speaker=speaker, group=group))
+                continue
+            long = await run_in_threadpool(cut_upload, clip, max_input, settings.vad)
+            shapes.append(long)
+            for j, (start, end) in enumerate(long.pieces):
+                piece = Clip(f"{clip.name} {start:.2f}-{end:.2f} s",
+                             clip.wave[int(start * clip.sample_rate):int(end * clip.sample_rate)], clip.sample_rate)
+                items.append(ServeItem(id=f"request-{request_no}-{k}-{j}", clip=piece, speaker=speaker, group=group))
+        if not items:  # only recordings without speech
+            return [_long_answer(shape, []) for shape in shapes]
         try:
             future = batcher.submit(items)
         except Busy as err:
@@ -269,23 +341,30 @@ def create_app(service: ServedModel, settings: ServeSettings | None = None):
         failed = [r.error for r in results if r.error is not None]
         if failed:
             raise RequestError(400, "; ".join(failed))
-        return clips, results
+        answers, position = [], 0
+        for shape in shapes:
+            if isinstance(shape, LongClip):
+                answers.append(_long_answer(shape, results[position:position + len(shape.pieces)]))
+                position += len(shape.pieces)
+            else:
+                answers.append(_answer(results[position], shape))
+                position += 1
+        return answers
 
     @app.post("/predict", response_model=Prediction, responses=_ERRORS, openapi_extra=_FORM_SCHEMA,
               summary="Predict the emotion of one audio file")
     async def predict(request: Request):
         files, speaker = await read_form(request, many=False)
-        clips, results = await run(files, speaker)
-        return JSONResponse(_answer(results[0], clips[0]))
+        answers = await run(files, speaker)
+        return JSONResponse(answers[0])
 
     @app.post("/predict/group", response_model=GroupPrediction, responses=_ERRORS, openapi_extra=_GROUP_SCHEMA,
               summary="Predict several files, optionally one speaker's (normalised together)")
     async def predict_group(request: Request):
         files, speaker = await read_form(request, many=True)
-        clips, results = await run(files, speaker)
-        answers = [{"filename": part.filename, **_answer(result, clip)}
-                   for part, clip, result in zip(files, clips, results)]
-        return JSONResponse({"speaker": speaker, "results": answers})
+        answers = await run(files, speaker)
+        return JSONResponse({"speaker": speaker,
+                             "results": [{"filename": part.filename, **answer} for part, answer in zip(files, answers)]})
 
     @app.get("/health", response_model=Health, summary="Status, run, members, labels, limits, batching counters")
     async def health():
@@ -293,7 +372,8 @@ def create_app(service: ServedModel, settings: ServeSettings | None = None):
             "status": "ok",
             **service.describe(),
             "limits": {"max_body_mb": settings.max_body_mb, "max_duration": settings.max_duration,
-                       "max_files": settings.max_files, "min_duration": min_seconds},
+                       "max_files": settings.max_files, "min_duration": min_seconds,
+                       "segmented_above": max_input, "vad": settings.vad},
             "batching": {"max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
                          "queue_size": settings.queue_size, "waiting": batcher.waiting, **batcher.stats.as_dict()},
         }

@@ -213,6 +213,12 @@ class MemberModel:
         return float(audio.min_seconds) if audio is not None else 0.1
 
     @property
+    def max_input_seconds(self) -> float:
+        """The longest audio the member takes whole (``audio.max_eval_seconds``; 30 s for members without audio)."""
+        audio = getattr(self.run.recipe, "audio", None)
+        return float(audio.max_eval_seconds) if audio is not None else 30.0
+
+    @property
     def normalises_speakers(self) -> bool:
         """Whether a request that names a speaker gets per-speaker normalisation (the run's ``predict.speaker_norm``
         and a reference mean to move to)."""
@@ -281,6 +287,11 @@ class ServedModel:
     @property
     def min_seconds(self) -> float:
         return max(m.min_seconds for m in self.members.values())
+
+    @property
+    def max_input_seconds(self) -> float:
+        """The longest audio every member takes whole; longer uploads are cut into segments."""
+        return min(m.max_input_seconds for m in self.members.values())
 
     @property
     def speaker_norm(self) -> bool:
