@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from abhinaya.cli import main
+from abhinaya.recipes import ConfigError
 from abhinaya.runs import load_recipe
 from abhinaya.testing.dummies import make_dummy_msp_podcast, make_dummy_ravdess
 
@@ -141,3 +142,16 @@ def test_msp_podcast_speech_llm_recipes_train_with_tiny_salmonn_parts(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 1 and summary["train_utterances"] > 0
 
+
+
+def test_the_multi_corpus_recipe_takes_its_folders_and_per_corpus_settings_from_set():
+    recipe = load_recipe(RECIPES / "multi" / "s1.yaml", [
+        "data.roots.ravdess=/r", "data.roots.emodb=/e", 'data.corpora.ravdess.test_speakers=["15","16"]',
+        "data.corpora.1.weight=2",
+    ])
+    assert recipe.data.roots == {"ravdess": "/r", "emodb": "/e"}
+    ravdess, emodb = recipe.data.corpora
+    assert ravdess.test_speakers == ["15", "16"] and ravdess.dev_speakers == ["19", "20"]
+    assert emodb.weight == 2.0 and recipe.data.balance == "corpus"
+    with pytest.raises(ConfigError, match="no item named 'meld' \\(there are ravdess, emodb\\)"):
+        load_recipe(RECIPES / "multi" / "s1.yaml", ["data.corpora.meld.weight=2"])

@@ -201,6 +201,9 @@ def cmd_evaluate(args) -> int:
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
+    for name, part in report.get("per_corpus", {}).items():
+        print(f"{name}: macro-F1 {part['macro_f1']:.4f}, UA {part['ua']:.4f} over its {len(part['labels'])} classes "
+              f"({part['num_utterances']} utterances)", file=sys.stderr)
     print(f"confusion matrix: {plot_path}", file=sys.stderr)
     return 0
 

@@ -41,11 +41,12 @@ class Utterance:
     gender: str | None = None
     attributes: dict[str, float] | None = field(default=None)
     context: list[str] | None = field(default=None)
+    corpus: str | None = None  # the corpus it comes from, in a manifest of several (data.corpora)
 
     def to_dict(self) -> dict:
         record = asdict(self)
         # Optional fields are omitted when empty to keep manifests readable.
-        for key in ("gender", "attributes", "context"):
+        for key in ("gender", "attributes", "context", "corpus"):
             if record[key] is None:
                 del record[key]
         return record
@@ -63,7 +64,7 @@ def _utterance_from_record(record: object, where: str) -> Utterance:
         raise ManifestError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_FIELD_NAMES)}")
     if not record.get("id") or isinstance(record["id"], (bool, dict, list, float)):
         raise ManifestError(f"{where}: missing or empty 'id' (a string)")
-    for key in ("audio", "label", "split", "text", "gender"):
+    for key in ("audio", "label", "split", "text", "gender", "corpus"):
         if record.get(key) is not None and not isinstance(record[key], str):
             raise ManifestError(f"{where}: {key!r} must be a string or null, got {record[key]!r}")
     speaker = record.get("speaker")

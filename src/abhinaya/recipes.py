@@ -165,14 +165,30 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
         path, value = parse_override(text)
         node = result
         for part in path[:-1]:
+            if isinstance(node, list):  # a list of named sections (data.corpora.ravdess.dev_speakers=[...])
+                node = _named_item(node, part, text)
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
-            elif not isinstance(child, dict):
+            elif not isinstance(child, (dict, list)):
                 raise ConfigError(f"override {text!r}: {part} is not a section")
             node = child
+        if isinstance(node, list):
+            raise ConfigError(f"override {text!r}: name a field of one item of the list ({path[-2]}.NAME.FIELD=...)")
         node[path[-1]] = value
     return result
+
+
+def _named_item(items: list, name: str, text: str) -> dict:
+    """The item of a list of sections whose ``name`` is ``name`` (or at index ``name``)."""
+    for item in items:
+        if isinstance(item, dict) and str(item.get("name")) == name:
+            return item
+    if name.isdigit() and int(name) < len(items) and isinstance(items[int(name)], dict):
+        return items[int(name)]
+    names = [str(item.get("name")) for item in items if isinstance(item, dict)]
+    raise ConfigError(f"override {text!r}: no item named {name!r} (there are {', '.join(names) or 'none'})")
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -328,6 +344,41 @@ class PredictConfig:
             raise ValueError(f"speaker_from must be one of {', '.join(SPEAKER_SOURCES)}, got {self.speaker_from!r}")
 
 
+BALANCE_MODES: tuple[str, ...] = ("corpus", "none")
+
+
+@dataclass
+class CorpusSource:
+    """One corpus of a recipe that trains on several (``data.corpora``).
+
+    Attributes:
+        name: how the corpus is called in the run: speaker ids become ``<name>:<speaker>`` (two corpora's "03" never
+            merge), ``data.roots.<name>`` sets its folder, figures are reported per name.
+        corpus: layout of ``root`` (a preparer name); default: ``name``.
+        root / manifest: the corpus folder (prepared into the run folder) or a prepared manifest.
+        dev_speakers / test_speakers: this corpus's speakers (its own ids) moved to dev / test.
+        label_map: its labels renamed into the model's label set (``{calm: neutral}``); a label mapped to null is
+            left out, as are those in ``drop_labels``.
+        weight: its share of each training epoch relative to the others, with ``data.balance: corpus``.
+    """
+
+    name: str = ""
+    corpus: str | None = None
+    root: str | None = None
+    manifest: str | None = None
+    dev_speakers: list[str] = field(default_factory=list)
+    test_speakers: list[str] = field(default_factory=list)
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    drop_labels: list[str] = field(default_factory=list)
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.name or not str(self.name).replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"a corpus of data.corpora needs a name of letters, digits, - and _ (got {self.name!r})")
+        if not self.weight > 0:
+            raise ValueError(f"data.corpora {self.name}: weight must be positive, got {self.weight}")
+
+
 @dataclass
 class DataConfig:
     """Where the utterances of an experiment come from.
@@ -338,8 +389,14 @@ class DataConfig:
         manifest: a prepared JSONL manifest (overrides ``root``).
         train_split / dev_split: split names used for training and model selection.
         dev_speakers / test_speakers: speakers moved to dev / test (never trained on).
-        labels: class order of the model; default: the corpus's label set, else the training labels.
+        labels: class order of the model; default: the corpus's label set, else the training labels (with
+            several corpora: every class of any corpus, in the canonical order).
         drop_labels: classes left out of the experiment (their utterances are ignored).
+        corpora: several corpora in one model (``CorpusSource`` each; data/multi_corpus.py). Each keeps its own
+            speakers and dev / test speakers; a class a corpus lacks is masked out of the loss of its utterances.
+        roots: ``{name: folder}`` for the corpora of ``corpora`` (``--set data.roots.ravdess=DIR``).
+        balance: ``corpus``: each training epoch draws the corpora in proportion to their ``weight`` (a small corpus
+            is repeated, a large one subsampled); ``none``: every utterance once.
     """
 
     corpus: str | None = None
@@ -351,6 +408,28 @@ class DataConfig:
     test_speakers: list[str] = field(default_factory=list)
     labels: list[str] | None = None
     drop_labels: list[str] = field(default_factory=list)
+    corpora: list[CorpusSource] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)
+    balance: str = "corpus"
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCE_MODES:
+            raise ValueError(f"data.balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
+        if self.corpora:
+            single = [k for k in ("corpus", "root", "manifest") if getattr(self, k)]
+            if single or self.dev_speakers or self.test_speakers:
+                raise ValueError(
+                    "data.corpora lists the corpora; data.corpus, root, manifest, dev_speakers and test_speakers "
+                    "belong to each corpus of the list instead"
+                )
+            names = [c.name for c in self.corpora]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"data.corpora: the name(s) {', '.join(repeated)} are used twice")
+        unknown = sorted(set(self.roots) - {c.name for c in self.corpora})
+        if unknown:
+            raise ValueError(f"data.roots names {', '.join(unknown)}, which data.corpora does not list "
+                             f"({', '.join(c.name for c in self.corpora) or 'empty'})")
 
 
 

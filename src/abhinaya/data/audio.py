@@ -376,6 +376,11 @@ class LengthBucketSampler(Sampler[list[int]]):
       batches; the full batches are shuffled.
     - ``shuffle=False`` (evaluation): all utterances sorted by length,
       longest first (out-of-memory shows on the first batch), then cut.
+    - ``groups`` (training on several corpora): a group index per utterance;
+      each epoch then draws ``len(lengths)`` utterances in which group ``g``
+      has the share ``group_weights[g]`` (equal by default), a small group
+      repeated and a large one subsampled, instead of a permutation. The
+      number of batches per epoch does not change.
 
     In both modes every batch holds exactly ``batch_size`` indices except at
     most one, which is always yielded last (and dropped with ``drop_last``).
@@ -427,8 +432,19 @@ class LengthBucketSampler(Sampler[list[int]]):
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        groups: Sequence[int] | None = None,
+        group_weights: Sequence[float] | None = None,
     ):
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64).reshape(-1)
+        if self.groups is not None:
+            if self.groups.shape != self.lengths.shape:
+                raise ValueError(f"groups: {len(self.groups)} entries for {len(self.lengths)} utterances")
+            count = int(self.groups.max()) + 1 if len(self.groups) else 0
+            weights = np.ones(count) if group_weights is None else np.asarray(group_weights, dtype=np.float64)
+            if weights.shape != (count,) or not (weights > 0).all():
+                raise ValueError(f"group_weights: need {count} positive weights, got {group_weights!r}")
+            self.group_weights = weights
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if bucket_size_multiplier < 1:
@@ -452,7 +468,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         n, bs = len(self.lengths), self.batch_size
         if self.shuffle:
             rng = np.random.default_rng([self.seed & _SEED_MASK, self.epoch & _SEED_MASK])
-            order = rng.permutation(n)
+            order = rng.permutation(n) if self.groups is None else self._balanced_order(rng)
             chunk = bs * self.bucket_size_multiplier
             batches: list[np.ndarray] = []
             for start in range(0, n, chunk):
@@ -468,6 +484,27 @@ class LengthBucketSampler(Sampler[list[int]]):
         if self.drop_last:
             batches = [b for b in batches if len(b) == bs]
         return [[int(i) for i in b] for b in batches]
+
+    def _balanced_order(self, rng: np.random.Generator) -> np.ndarray:
+        """An epoch of ``n`` draws in which group ``g`` has the share ``weight_g / sum(weights)``: a group with fewer
+        utterances than its share is taken whole as often as it fits, the rest drawn without repetition; a larger
+        group is subsampled (a new subset each epoch)."""
+        n = len(self.lengths)
+        members = [np.flatnonzero(self.groups == g) for g in range(len(self.group_weights))]
+        present = np.array([len(m) > 0 for m in members])
+        shares = np.where(present, self.group_weights, 0.0)
+        wanted = shares / shares.sum() * n
+        counts = np.floor(wanted).astype(np.int64)
+        for g in np.argsort(-(wanted - counts), kind="stable")[: n - int(counts.sum())]:
+            counts[g] += 1  # largest remainders: the counts sum to n
+        picks = []
+        for idx, count in zip(members, counts):
+            if not count:
+                continue
+            whole, rest = divmod(int(count), len(idx))
+            picks += [rng.permutation(idx) for _ in range(whole)]
+            picks.append(rng.choice(idx, size=rest, replace=False))
+        return rng.permutation(np.concatenate(picks))
 
     def _shard(self, batches: list[list[int]]) -> list[list[int]]:
         """This rank's batches, padded the way Accelerate's ``BatchSamplerShard``

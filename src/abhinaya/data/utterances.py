@@ -20,7 +20,14 @@ from abhinaya.recipes import DataConfig
 
 def load_experiment_utterances(config: DataConfig, workdir: str | Path, log=print) -> list[Utterance]:
     """Read (preparing if needed) the experiment's manifest and apply the
-    speaker hold-outs. Preparation writes ``workdir/data/manifest.jsonl``."""
+    speaker hold-outs. Preparation writes ``workdir/data/manifest.jsonl`` (one ``<name>.jsonl`` per corpus of
+    ``data.corpora``, whose utterances are joined as ``data/multi_corpus.py`` describes)."""
+    if config.corpora:
+        from abhinaya.data.multi_corpus import load_corpora
+
+        utterances = load_corpora(config, workdir, log)
+        _note_shared_speakers(utterances, config, log)
+        return utterances
     if config.manifest:
         utterances = read_manifest(config.manifest)
     elif config.root:
@@ -50,13 +57,17 @@ def load_experiment_utterances(config: DataConfig, workdir: str | Path, log=prin
         utterances = [
             m if m.split != "__keep__" else u for u, m in zip(utterances, moved)
         ]
+    _note_shared_speakers(utterances, config, log)
+    return utterances
+
+
+def _note_shared_speakers(utterances: list[Utterance], config: DataConfig, log) -> None:
     shared = _speakers_shared(utterances, config.train_split, config.dev_split)
     if shared:
         log(
             f"note: {len(shared)} speaker(s) are in both {config.train_split} and {config.dev_split} "
             f"(e.g. {', '.join(shared[:3])}); dev figures are not speaker-independent"
         )
-    return utterances
 
 
 def _speakers_shared(utterances: list[Utterance], a: str, b: str) -> list[str]:
@@ -70,6 +81,10 @@ def experiment_label_set(config: DataConfig, utterances: list[Utterance]) -> Lab
     set (restricted to classes not dropped), else the labels of the training split."""
     if config.labels:
         return LabelSet(config.labels)
+    if config.corpora:
+        from abhinaya.data.multi_corpus import union_label_set
+
+        return union_label_set(utterances, config.train_split)
     if config.corpus in CORPUS_LABEL_SETS:
         return LabelSet([c for c in CORPUS_LABEL_SETS[config.corpus] if c not in set(config.drop_labels)])
     train = [u.label for u in utterances if u.split == config.train_split]

@@ -63,4 +63,34 @@ def evaluate_predictions(
     report["num_labelled_not_predicted"] = sum(
         1 for u in utterances if u.label is not None and u.id not in predicted and (split is None or u.split == split)
     )
+    rows = [known[utt_id] for utt_id in ids]
+    if any(u.corpus for u in rows):
+        report["per_corpus"] = per_corpus_reports(table, rows, utterances)
     return report
+
+
+def per_corpus_reports(table: PredictionTable, rows: Sequence[Utterance], utterances: Sequence[Utterance]) -> dict:
+    """For a manifest of several corpora (``Utterance.corpus``): each corpus scored on its own classes (those its
+    labelled utterances in the manifest carry). With probabilities, each row's class is chosen among its corpus's
+    classes, as training scores dev; a table of labels only is scored as it is."""
+    from abhinaya.data.multi_corpus import restrict_to_corpus
+
+    classes: dict[str, set[str]] = {}
+    for utt in utterances:
+        if utt.corpus and utt.label is not None:
+            classes.setdefault(utt.corpus, set()).add(utt.label)
+    labels = list(table.labels)
+    if table.probs is not None and table.label_set is not None:
+        ordered = {name: [c for c in table.label_set if c in found] for name, found in classes.items()}
+        labels = restrict_to_corpus(table.probs, rows, table.label_set, ordered)
+    reports = {}
+    for name in sorted(classes):
+        chosen = [i for i, u in enumerate(rows) if u.corpus == name]
+        if not chosen:
+            continue
+        order = [c for c in (table.label_set or sorted(classes[name])) if c in classes[name]]
+        order += sorted(classes[name] - set(order))
+        part = classification_report([rows[i].label for i in chosen], [labels[i] for i in chosen], order)
+        reports[name] = {k: part[k] for k in ("macro_f1", "ua", "wa", "num_utterances", "labels", "per_class",
+                                              "confusion_matrix")}
+    return reports

@@ -85,6 +85,8 @@ class Experiment:
     train: list[Utterance]
     dev: list[Utterance]
     counts: np.ndarray
+    # Several corpora (data.corpora): the classes each corpus has in training; None for one corpus.
+    corpus_classes: dict[str, list[str]] | None = None
 
 
 class Trainer:
@@ -96,6 +98,7 @@ class Trainer:
         self.files = RunFiles(run_dir)
         self.resume = resume
         self._log = log
+        self.train_masks: torch.Tensor | None = None  # (N, C) classes of each training utterance's corpus
 
     def log(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -127,7 +130,8 @@ class Trainer:
         probe_params = self._probe_params(member, optimizer)
         eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
         dev = selection.DevSelection(
-            member, self.recipe, accelerator, self.files, data.label_set, dev_set, eval_batch, self.log
+            member, self.recipe, accelerator, self.files, data.label_set, dev_set, eval_batch, self.log,
+            corpus_classes=data.corpus_classes,
         )
 
         progress, average, history = Progress(), None, []  # average: train.keep average, the running mean so far
@@ -171,7 +175,7 @@ class Trainer:
                 with accelerator.accumulate(model), _without_grad(held if accelerator.num_processes == 1 else []):
                     with accelerator.autocast():
                         logits = member.logits(model, batch)
-                    loss = loss_fn(logits.float(), batch["labels"])
+                    loss = loss_fn(self._masked(logits.float(), batch), batch["labels"])
                     accelerator.backward(loss)
                     for p in held:
                         p.grad = None
@@ -210,6 +214,9 @@ class Trainer:
             if accelerator.is_main_process:
                 self.files.write_metrics(history, cfg.selection_metric, self.log)
                 dev_text = f", dev {cfg.selection_metric} {record[cfg.selection_metric]:.4f}" if dev_set is not None else ""
+                if dev_set is not None and data.corpus_classes:
+                    dev_text += " (" + ", ".join(f"{name} {record[f'{name}_macro_f1']:.4f}"
+                                                 for name in data.corpus_classes if f"{name}_macro_f1" in record) + ")"
                 left = cfg.epochs - (epoch + 1)
                 # the mean epoch so far, times the epochs left (resumed epochs included)
                 eta = f"; about {left * sum(r['seconds'] for r in history) / len(history) / 60:.1f} min left" if left else ""
@@ -263,7 +270,16 @@ class Trainer:
             f"{recipe.member}: {len(train_utts)} training and {len(dev_utts)} dev utterances, "
             f"{len(label_set)} classes ({', '.join(f'{l} {c}' for l, c in zip(label_set, counts))})"
         )
-        return Experiment(utterances, label_set, train_utts, dev_utts, counts)
+        classes = None
+        if recipe.data.corpora:
+            from abhinaya.data.multi_corpus import corpus_classes
+
+            classes = corpus_classes(utterances, label_set, recipe.data.train_split)
+            for name, names in classes.items():
+                lacking = [c for c in label_set if c not in names]
+                self.log(f"{name}: {len(names)} classes" + (f"; without {', '.join(lacking)} (masked out of the loss of "
+                                                             "its utterances)" if lacking else ""))
+        return Experiment(utterances, label_set, train_utts, dev_utts, counts, classes)
 
     def _setup(self, member: Member, data: Experiment):
         """The model (resolved recipe), datasets, batches, loss, optimizer and learning-rate schedule."""
@@ -285,8 +301,21 @@ class Trainer:
         dev_set = member.dataset(data.dev, data.label_set, train=False, on_error="skip") if data.dev else None
         for problem in list(train_set.errors) + (list(dev_set.errors) if dev_set is not None else []):
             self.log(f"skipped: {problem}")
+        groups = weights = None
+        self.train_masks = None
+        if data.corpus_classes is not None:
+            from abhinaya.data.multi_corpus import class_masks, group_ids
+
+            if self.recipe.data.balance == "corpus":
+                groups, names = group_ids(train_set.utterances)
+                weight_of = {c.name: c.weight for c in self.recipe.data.corpora}
+                weights = [weight_of.get(name, 1.0) for name in names]
+            masks = class_masks(train_set.utterances, data.label_set, data.corpus_classes)
+            if not masks.all():
+                self.train_masks = torch.from_numpy(masks)
         sampler = LengthBucketSampler(
-            train_set.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, bucket_size_multiplier=cfg.bucket_multiplier
+            train_set.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, bucket_size_multiplier=cfg.bucket_multiplier,
+            groups=groups, group_weights=weights,
         )
         loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=member.collate, num_workers=cfg.num_workers)
         loss_fn = build_loss(self.recipe.loss, data.counts)
@@ -308,6 +337,14 @@ class Trainer:
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule_for(g) for g in optimizer.param_groups])
         return member, model, train_set, dev_set, sampler, loader, loss_fn, optimizer, scheduler
+
+    def _masked(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """``logits`` with the classes an utterance's corpus lacks pushed to -1e4 (several corpora), so that the loss
+        never teaches a corpus to deny a class it has no example of."""
+        if self.train_masks is None:
+            return logits
+        keep = self.train_masks[batch["index"].cpu()].to(logits.device)
+        return logits.masked_fill(~keep, -1e4)
 
     def _probe_params(self, member: Member, optimizer) -> list[torch.nn.Parameter]:
         """The pretrained parameters that ``train.probe_epochs`` holds while the head trains alone."""

@@ -105,11 +105,12 @@ class DevSelection:
 
     def __init__(
         self, member: Member, recipe: Recipe, accelerator, files: RunFiles, label_set: LabelSet, dev_set,
-        batch_size: int, log: Callable[[str], None],
+        batch_size: int, log: Callable[[str], None], corpus_classes: dict[str, list[str]] | None = None,
     ):
         self.member, self.recipe, self.accelerator, self.files = member, recipe, accelerator, files
         self.label_set, self.dev_set, self.batch_size, self.log = label_set, dev_set, batch_size, log
         self.metric = recipe.train.selection_metric
+        self.corpus_classes = corpus_classes  # several corpora: each dev utterance's class among its corpus's
 
     def evaluate(self, model, reference: torch.Tensor | None = None) -> tuple[PredictionTable, dict[str, Any]]:
         """Dev predictions (gathered over processes) and their figures for the metrics log. With
@@ -123,9 +124,21 @@ class DevSelection:
             progress=self.recipe.train.progress, desc="dev", predict=predict, reference=reference,
         )
         table = table_from_probs(ids, probs, self.label_set, source=runs.DEV_PREDICTIONS)
-        report = classification_report([u.label for u in self.dev_set.utterances], table.labels, list(self.label_set))
+        utterances = self.dev_set.utterances
+        if self.corpus_classes is not None:
+            from abhinaya.data.multi_corpus import restrict_to_corpus
+
+            table.labels = restrict_to_corpus(probs, utterances, self.label_set, self.corpus_classes)
+        report = classification_report([u.label for u in utterances], table.labels, list(self.label_set))
         record: dict[str, Any] = {k: report[k] for k in ("macro_f1", "ua", "wa", "weighted_f1")}
         record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
+        if self.corpus_classes is not None:  # each corpus on its own classes: <name>_macro_f1, <name>_ua
+            for name, classes in self.corpus_classes.items():
+                rows = [i for i, u in enumerate(utterances) if u.corpus == name]
+                if rows:
+                    part = classification_report([utterances[i].label for i in rows],
+                                                 [table.labels[i] for i in rows], classes)
+                    record[f"{name}_macro_f1"], record[f"{name}_ua"] = part["macro_f1"], part["ua"]
         return table, record
 
     def select(self, model, table: PredictionTable | None, progress: Progress, average, record: dict):
