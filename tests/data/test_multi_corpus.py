@@ -187,3 +187,13 @@ def test_the_masked_loss_ignores_the_classes_a_corpus_lacks():
     assert masked[0, 2] == -1e4 and (masked[1] == 0).all() and (masked[0, :2] == 0).all()
     loss = torch.nn.functional.cross_entropy(masked, torch.tensor([0, 0]), reduction="none")
     assert loss[0] == pytest.approx(np.log(2), abs=1e-5) and loss[1] == pytest.approx(np.log(3), abs=1e-5)
+
+
+def test_class_weights_follow_the_counts_an_epoch_draws():
+    from abhinaya.train.loop import sampled_counts
+
+    groups = np.array([0] * 8 + [1] * 2)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])  # class 2 only in the small corpus
+    counts = sampled_counts(groups, [1.0, 1.0], labels, 3)
+    assert counts.tolist() == [2.5, 2.5, 5.0]  # half the epoch is the small corpus, all of it class 2
+    assert counts.sum() == len(labels)

@@ -318,7 +318,12 @@ class Trainer:
             groups=groups, group_weights=weights,
         )
         loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=member.collate, num_workers=cfg.num_workers)
-        loss_fn = build_loss(self.recipe.loss, data.counts)
+        counts = data.counts
+        if groups is not None:  # the class counts an epoch draws, which the class weights of the loss answer
+            counts = sampled_counts(groups, weights, train_set.labels, len(data.label_set))
+            self.log("class counts per epoch with balanced corpora: "
+                     + ", ".join(f"{label} {c:.0f}" for label, c in zip(data.label_set, counts)))
+        loss_fn = build_loss(self.recipe.loss, counts)
         optimizer = torch.optim.AdamW(member.param_groups(model))
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
         loss_fn = loss_fn.to(accelerator.device)
@@ -442,6 +447,21 @@ class Trainer:
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return summary
+
+
+def sampled_counts(groups: np.ndarray, weights, labels, num_classes: int) -> np.ndarray:
+    """The expected count of each class in an epoch whose draws give group ``g`` the share ``weights[g]`` (balanced
+    corpora): within a group, classes keep their proportions."""
+    groups, labels = np.asarray(groups), np.asarray(labels)
+    weights = np.asarray(weights, dtype=np.float64)
+    present = np.array([(groups == g).any() for g in range(len(weights))])
+    shares = np.where(present, weights, 0.0) / np.where(present, weights, 0.0).sum()
+    counts = np.zeros(num_classes)
+    for g, share in enumerate(shares):
+        mine = labels[(groups == g) & (labels >= 0)]
+        if len(mine):
+            counts += share * len(labels) * np.bincount(mine, minlength=num_classes) / len(mine)
+    return counts
 
 
 def _is_pretrained(group: dict) -> bool:
