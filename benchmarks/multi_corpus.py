@@ -1,19 +1,22 @@
-"""S1 on RAVDESS + EmoDB in one model, and the cross-corpus matrix: train on each corpus and on the union, test on
-each corpus's test speakers.
+"""S1 on RAVDESS + EmoDB in one model, the cross-corpus matrix, and robustness to the conditions of real recordings.
 
-    python benchmarks/multi_corpus.py --data ../shared/data --out runs/multi [--models union,ravdess,emodb]
-        [--ravdess-test 15,16,17,18] [--emodb-test 08,09]
+    python benchmarks/multi_corpus.py --data ../shared/data --out runs/multi [--models union,union_aug,ravdess,emodb]
+        [--robust union,union_aug] [--ravdess-test 15,16,17,18] [--emodb-test 08,09]
 
 Models (each trained once into ``OUT/<model>``; a finished run is reused, an interrupted one resumed):
 
-- ``union``: ``recipes/multi/s1.yaml`` (dev speakers RAVDESS 19-20, EmoDB 14-15, as the recipe says);
-- ``ravdess``: ``recipes/ravdess/s1.yaml`` (dev 19-20); ``emodb``: ``recipes/emodb/s1.yaml`` (dev 14-15).
+- ``union``: ``recipes/multi/s1.yaml`` as shipped;
+- ``union_aug``: the same with ``audio.augment`` (``AUGMENT`` below: reverberation, telephone band and codecs,
+  coloured noise) in place of the recipe's white noise;
+- ``ravdess``: ``recipes/ravdess/s1.yaml``; ``emodb``: ``recipes/emodb/s1.yaml``.
 
-Each gets the test speakers of ``--ravdess-test`` / ``--emodb-test`` moved out of training. Every model predicts the
-test speakers of both corpora (``abhinaya predict``, with and without per-speaker normalisation). A model is scored
-on a corpus over the classes both share (a RAVDESS model on EmoDB: six classes, no boredom; an EmoDB model on
-RAVDESS: six, no calm or surprise), each prediction chosen among those classes. Prints one JSON object and writes it
-to ``OUT/results.json``; training times come from each run's ``summary.json``.
+Dev speakers are the recipes' (RAVDESS 19-20, EmoDB 14-15); the test speakers of ``--ravdess-test`` /
+``--emodb-test`` are moved out of training. Every model predicts the dev and test speakers of both corpora
+(``abhinaya predict``, with and without per-speaker normalisation). A model is scored on a corpus over the classes
+both share (a RAVDESS model on EmoDB: six classes, no boredom; an EmoDB model on RAVDESS: six, no calm or surprise),
+each prediction chosen among those classes. The models of ``--robust`` also predict dev and test under each
+corruption of ``CONDITIONS`` (``abhinaya predict --corrupt``, per-speaker normalisation as the recipe). Prints one
+JSON object and writes it to ``OUT/results.json`` as it goes; training times come from each run's summary.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-RECIPES = {"union": "recipes/multi/s1.yaml", "ravdess": "recipes/ravdess/s1.yaml", "emodb": "recipes/emodb/s1.yaml"}
+RECIPES = {"union": "recipes/multi/s1.yaml", "union_aug": "recipes/multi/s1.yaml",
+           "ravdess": "recipes/ravdess/s1.yaml", "emodb": "recipes/emodb/s1.yaml"}
+AUGMENT = ("[{kind: reverb, p: 0.4, rt60: [0.2, 1.2], drr_db: [-3, 6]}, {kind: telephone, p: 0.2}, "
+           "{kind: noise, p: 0.5, snr_db: [0, 25], colour: [-6, 0]}]")
+CONDITIONS = ["noise:snr=20", "noise:snr=10", "noise:snr=5", "noise:snr=0", "reverb:rt60=0.3", "reverb:rt60=0.6",
+              "reverb:rt60=1.0", "telephone", "telephone+noise:snr=10"]
+DEV = {"ravdess": ["19", "20"], "emodb": ["14", "15"]}
 
 
 def run(command: list[str], log: Path) -> float:
@@ -38,27 +47,32 @@ def run(command: list[str], log: Path) -> float:
 
 
 def train_overrides(model: str, data: Path, ravdess_test: list[str], emodb_test: list[str]) -> list[str]:
-    if model == "union":
-        return [f"data.roots.ravdess={data / 'ravdess'}", f"data.roots.emodb={data / 'emodb'}",
+    if model.startswith("union"):
+        sets = [f"data.roots.ravdess={data / 'ravdess'}", f"data.roots.emodb={data / 'emodb'}",
                 f"data.corpora.ravdess.test_speakers={json.dumps(ravdess_test)}",
                 f"data.corpora.emodb.test_speakers={json.dumps(emodb_test)}"]
+        if model == "union_aug":
+            sets += [f"audio.augment={AUGMENT}", "audio.noise_snr_db=null"]
+        return sets
     test = ravdess_test if model == "ravdess" else emodb_test
     return [f"data.root={data / model}", f"data.test_speakers={json.dumps(test)}"]
 
 
-def test_manifests(data: Path, out: Path, ravdess_test: list[str], emodb_test: list[str]) -> dict[str, Path]:
-    """One manifest per corpus of its test speakers (prepared once)."""
+def manifests(data: Path, out: Path, ravdess_test: list[str], emodb_test: list[str]) -> dict[str, Path]:
+    """``{"<split>_<corpus>": manifest}`` of the dev and test speakers of each corpus (prepared once)."""
     from abhinaya.corpora import prepare_corpus
     from abhinaya.manifest import read_manifest, write_manifest
 
     paths = {}
-    for corpus, speakers in (("ravdess", ravdess_test), ("emodb", emodb_test)):
-        path = out / f"test_{corpus}.jsonl"
-        if not path.is_file():
-            full = out / f"{corpus}.jsonl"
+    for corpus, test in (("ravdess", ravdess_test), ("emodb", emodb_test)):
+        full = out / f"{corpus}.jsonl"
+        if not full.is_file():
             prepare_corpus(corpus, data / corpus, full)
-            write_manifest(path, [u for u in read_manifest(full) if u.speaker in set(speakers)])
-        paths[corpus] = path
+        for split, speakers in (("dev", DEV[corpus]), ("test", test)):
+            path = out / f"{split}_{corpus}.jsonl"
+            if not path.is_file():
+                write_manifest(path, [u for u in read_manifest(full) if u.speaker in set(speakers)])
+            paths[f"{split}_{corpus}"] = path
     return paths
 
 
@@ -81,40 +95,59 @@ def score(predictions: Path, manifest: Path) -> dict:
             "utterances": len(rows)}
 
 
+def predict_and_score(cli, run_dir: Path, manifest: Path, out: Path, name: str, extra: list[str], log: Path) -> dict:
+    predictions = out / "predictions" / f"{name}.csv"
+    predictions.parent.mkdir(exist_ok=True)
+    if not predictions.is_file():
+        run([*cli, "predict", str(run_dir), str(manifest), "-o", str(predictions), "--no-progress", *extra], log)
+    return score(predictions, manifest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--models", default="union,ravdess,emodb")
+    parser.add_argument("--models", default="union,union_aug,ravdess,emodb")
+    parser.add_argument("--robust", default="union,union_aug")
     parser.add_argument("--ravdess-test", default="15,16,17,18")
     parser.add_argument("--emodb-test", default="08,09")
     args = parser.parse_args()
     data, out = Path(args.data).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ravdess_test, emodb_test = args.ravdess_test.split(","), args.emodb_test.split(",")
-    manifests = test_manifests(data, out, ravdess_test, emodb_test)
+    sets = manifests(data, out, ravdess_test, emodb_test)
     cli = [sys.executable, "-m", "abhinaya.cli"]
-    results: dict = {"ravdess_test": ravdess_test, "emodb_test": emodb_test, "models": {}}
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results.update({"ravdess_test": ravdess_test, "emodb_test": emodb_test, "dev": DEV, "augment": AUGMENT})
+    results.setdefault("models", {})
+
+    def save():
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+
     for model in args.models.split(","):
-        run_dir = out / model
-        log = out / f"{model}.log"
+        run_dir, log = out / model, out / f"{model}.log"
         if not (run_dir / "summary.json").is_file():
             resume = ["--resume"] if (run_dir / "config.yaml").is_file() else []
             overrides = [x for o in train_overrides(model, data, ravdess_test, emodb_test) for x in ("--set", o)]
             run([*cli, "train", RECIPES[model], *overrides, "--set", "train.progress=false", "-o", str(run_dir),
                  *resume], log)
         summary = json.loads((run_dir / "summary.json").read_text())
-        entry = {"train_seconds": summary.get("seconds_this_session"), "epochs": summary.get("epochs_run"),
-                 "train_utterances": summary.get("train_utterances")}
-        for corpus, manifest in manifests.items():
-            for norm in ("--speaker-norm", "--no-speaker-norm"):
-                predictions = out / f"{model}_on_{corpus}{norm.replace('--', '_')}.csv"
-                if not predictions.is_file():
-                    run([*cli, "predict", str(run_dir), str(manifest), "-o", str(predictions), norm,
-                         "--no-progress"], log)
-                entry[f"{corpus}{norm.replace('--', '_').replace('-', '_')}"] = score(predictions, manifest)
-        results["models"][model] = entry
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        entry = results["models"].setdefault(model, {})
+        entry.update({"train_seconds": summary.get("seconds_this_session"), "epochs": summary.get("epochs_run"),
+                      "train_utterances": summary.get("train_utterances")})
+        for key, manifest in sets.items():
+            for norm in ("speaker_norm", "no_speaker_norm"):
+                entry.setdefault("clean", {})[f"{key}_{norm}"] = predict_and_score(
+                    cli, run_dir, manifest, out, f"{model}_{key}_{norm}", [f"--{norm.replace('_', '-')}"], log)
+        save()
+        if model in args.robust.split(","):
+            for condition in CONDITIONS:
+                for key, manifest in sets.items():
+                    tag = condition.replace(":", "_").replace("=", "").replace("+", "_")
+                    entry.setdefault("corrupted", {}).setdefault(condition, {})[key] = predict_and_score(
+                        cli, run_dir, manifest, out, f"{model}_{key}_{tag}", ["--corrupt", condition], log)
+                save()
     print(json.dumps(results, indent=2))
 
 

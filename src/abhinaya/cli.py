@@ -120,7 +120,7 @@ def cmd_predict(args) -> int:
     except ValueError as err:
         raise CLIError(str(err)) from None
     options = dict(batch_size=args.batch_size, device=args.device, report=report, speaker_norm=args.speaker_norm,
-                   long_audio=long_audio)
+                   long_audio=long_audio, corrupt=args.corrupt)
     # The inputs are gathered and checked before any model is loaded (that takes seconds; a mistyped path should not).
     if is_system_run(args.run_dir):
         from abhinaya.system.predict import SystemPredictor
@@ -450,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "so an interrupted prediction resumes where it stopped when rerun (default 256, 1024 for a system)")
     p.add_argument("--restart", action="store_true",
                    help="discard the part files of an interrupted prediction and start afresh")
+    p.add_argument("--corrupt", metavar="SPEC",
+                   help="corrupt every input before the model, to measure robustness: noise:snr=10 (white; "
+                   "colour=-3 pink), reverb:rt60=0.6, telephone (300-3400 Hz and a codec: codec=gsm|mulaw|mp3), "
+                   "gain:gain=-6, joined with + (telephone+noise:snr=10); seeded by each input's id")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting, or by a combiner fitted on dev")

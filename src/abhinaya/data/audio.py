@@ -22,7 +22,8 @@ that yields exactly one prediction per utterance after gathering.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from abhinaya.audio import AudioError, audio_info, load_audio, resample
+from abhinaya.data.corruption import AugmentStep, apply_steps
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 
@@ -63,6 +65,13 @@ class AudioConfig:
       gain jitter but not the noise).
     - ``cache_audio``: keep decoded waveforms in memory (RAVDESS, 74 min, is
       about 280 MB of float32 at 16 kHz).
+    - ``augment``: training only; the conditions of real recordings (noise,
+      reverberation, telephone band and codecs, gain: ``data/corruption.py``),
+      applied after the crop and before the gain jitter, each step with its
+      probability, drawn from the utterance's (seed, epoch, index) generator.
+    - ``corrupt``: inference only; the same steps applied to every waveform
+      the model is given (seeded by the utterance id), to measure robustness
+      (``abhinaya predict --corrupt``).
     """
 
     sample_rate: int = 16000
@@ -75,6 +84,8 @@ class AudioConfig:
     noise_snr_span_db: float = 20.0
     normalize: bool = False
     cache_audio: bool = True
+    augment: list[AugmentStep] = field(default_factory=list)
+    corrupt: list[AugmentStep] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if int(self.sample_rate) <= 0:
@@ -273,6 +284,9 @@ class AudioDataset(Dataset):
             wave = self._augment(wave, rng)
         else:
             wave = wave[: self.config.max_eval_samples]
+            if self.config.corrupt:
+                rng = np.random.default_rng([self.seed & _SEED_MASK, zlib.crc32(utt.id.encode("utf-8"))])
+                wave = apply_steps(wave, self.config.sample_rate, self.config.corrupt, rng)
         if self.config.normalize:
             wave = _normalize(wave)
         return {
@@ -292,6 +306,8 @@ class AudioDataset(Dataset):
         if crop is not None and wave.shape[0] > crop:
             start = int(rng.integers(0, wave.shape[0] - crop + 1))
             wave = wave[start : start + crop]
+        if cfg.augment:
+            wave = apply_steps(wave, cfg.sample_rate, cfg.augment, rng)
         if cfg.gain_jitter_db > 0:
             gain_db = rng.uniform(-cfg.gain_jitter_db, cfg.gain_jitter_db)
             wave = wave * np.float32(10.0 ** (gain_db / 20.0))

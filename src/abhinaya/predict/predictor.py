@@ -8,12 +8,14 @@ them (``long_audio.py``), predict, and describe the recordings. ``predict/stream
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from abhinaya.manifest import Utterance
 from abhinaya.members import get_member
-from abhinaya.predict.inputs import NothingToPredict, load_run_for_prediction, predict_utterances
+from abhinaya.data.corruption import describe_steps
+from abhinaya.predict.inputs import InputError, NothingToPredict, load_run_for_prediction, predict_utterances
 from abhinaya.predict.long_audio import (
     LongAudioConfig,
     long_inputs,
@@ -43,6 +45,7 @@ class MemberPredictor:
         batch_size: int | None = None,
         speaker_norm: bool | None = None,
         report: Callable[[str], None] = print,
+        corrupt: str | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.recipe = recipe
@@ -54,7 +57,12 @@ class MemberPredictor:
         self.reads_text = "text" in get_member(recipe.member).inputs
         self.sample_rate, self.max_seconds = model_input_limits(recipe)
         self._noted_text = False
+        self.corrupt = corrupt
+        steps = corruption_steps(recipe, corrupt)  # checked before the model loads
         self.run = load_run_for_prediction(run_dir, device, speaker_from)
+        if steps:
+            with_corruption(self.run, steps)
+            self.report(f"corrupting every input: {describe_steps(steps)}")
         self.label_set = self.run.label_set
 
     @property
@@ -70,6 +78,7 @@ class MemberPredictor:
             "speaker_from": self.speaker_from,
             "speaker_norm": self.speaker_norm,
             "long_audio": None if self.long_audio is None else to_dict(self.long_audio),
+            "corrupt": self.corrupt,
         }
 
     def predict_block(self, utterances: Sequence[Utterance], progress: bool = True) -> BlockResult:
@@ -98,4 +107,30 @@ class MemberPredictor:
             return BlockResult(table, segmented.recordings, segmented=True)
 
 
-__all__ = ["MemberPredictor"]
+def corruption_steps(recipe: Recipe, spec: str | None) -> list:
+    """The steps of ``--corrupt SPEC`` for a member's recipe (an ``InputError`` for a member that hears no audio or
+    a spec that does not parse)."""
+    if not spec:
+        return []
+    from abhinaya.data.corruption import parse_corruption
+
+    if getattr(recipe, "audio", None) is None:
+        raise InputError(f"--corrupt changes audio, and {recipe.member} reads text only")
+    try:
+        return parse_corruption(spec)
+    except ValueError as err:
+        raise InputError(f"--corrupt: {err}") from None
+
+
+def with_corruption(run, steps: list) -> None:
+    """``run`` (loaded) with ``steps`` applied to every waveform it is given (``audio.corrupt``)."""
+    audio = replace(run.recipe.audio, corrupt=list(steps))
+    run.recipe = replace(run.recipe, audio=audio)
+    member_recipe = replace(run.member.recipe, audio=audio)
+    model = getattr(member_recipe, "model", None)
+    if getattr(model, "feature_cache", None) is not None:  # cached features are of the clean audio
+        member_recipe = replace(member_recipe, model=replace(model, feature_cache=None))
+    run.member.recipe = member_recipe
+
+
+__all__ = ["MemberPredictor", "corruption_steps", "with_corruption"]

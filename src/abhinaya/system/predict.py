@@ -112,6 +112,7 @@ class SystemPredictor:
         speaker_from: str | None = None,
         long_audio=None,
         keep_members: bool = False,
+        corrupt: str | None = None,
     ):
         from abhinaya.evaluation.combiners import FittedEnsemble
         from abhinaya.predict.stream import once
@@ -137,6 +138,15 @@ class SystemPredictor:
         self.speaker_from = speaker_from or next(iter(self.recipes.values())).predict.speaker_from
         self.long_audio = long_audio if long_audio is not None and long_audio.mode != "off" else None
         self.keep_members = keep_members
+        self.corrupt = corrupt
+        self.corruption = {}  # member name -> steps, checked before any model loads
+        if corrupt:
+            from abhinaya.predict.predictor import corruption_steps
+
+            hearing = {name: r for name, r in self.recipes.items() if getattr(r, "audio", None) is not None}
+            if not hearing:
+                corruption_steps(next(iter(self.recipes.values())), corrupt)  # says why
+            self.corruption = {name: corruption_steps(r, corrupt) for name, r in hearing.items()}
 
     @property
     def groups_speakers(self) -> bool:
@@ -156,6 +166,7 @@ class SystemPredictor:
             "speaker_norm": self.speaker_norm,
             "long_audio": None if self.long_audio is None else to_dict(self.long_audio),
             "members": self.keep_members,
+            "corrupt": self.corrupt,
         }
 
     def gather(self, inputs: Iterable[str | Path], split: str | None = None) -> list[Utterance]:
@@ -199,6 +210,10 @@ class SystemPredictor:
             for position, (name, folder) in enumerate(self.folders.items(), start=1):
                 report(f"[{position}/{len(self.folders)}] {name}: {folder}")
                 run = load_run(folder, device=device)
+                if name in self.corruption:
+                    from abhinaya.predict.predictor import with_corruption
+
+                    with_corruption(run, self.corruption[name])
                 if self.explicit_speakers is not None:
                     run.recipe = replace(run.recipe, predict=replace(run.recipe.predict,
                                                                      speaker_from=self.explicit_speakers))

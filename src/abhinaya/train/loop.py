@@ -301,6 +301,11 @@ class Trainer:
         dev_set = member.dataset(data.dev, data.label_set, train=False, on_error="skip") if data.dev else None
         for problem in list(train_set.errors) + (list(dev_set.errors) if dev_set is not None else []):
             self.log(f"skipped: {problem}")
+        audio = getattr(self.recipe, "audio", None)
+        if audio is not None and audio.augment:
+            from abhinaya.data.corruption import describe_steps
+
+            self.log(f"augmentation (training only, seed {cfg.seed}): {describe_steps(audio.augment)}")
         groups = weights = None
         self.train_masks = None
         if data.corpus_classes is not None:
