@@ -42,11 +42,12 @@ class Utterance:
     attributes: dict[str, float] | None = field(default=None)
     context: list[str] | None = field(default=None)
     corpus: str | None = None  # the corpus it comes from, in a manifest of several (data.corpora)
+    votes: dict[str, float] | None = field(default=None)  # annotator votes per class (MSP-Podcast labels_detailed)
 
     def to_dict(self) -> dict:
         record = asdict(self)
         # Optional fields are omitted when empty to keep manifests readable.
-        for key in ("gender", "attributes", "context", "corpus"):
+        for key in ("gender", "attributes", "context", "corpus", "votes"):
             if record[key] is None:
                 del record[key]
         return record
@@ -76,6 +77,13 @@ def _utterance_from_record(record: object, where: str) -> Utterance:
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in attributes.values())
     ):
         raise ManifestError(f"{where}: 'attributes' must map names to numbers, got {attributes!r}")
+    votes = record.get("votes")
+    if votes is not None and not (
+        isinstance(votes, dict)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                for v in votes.values())
+    ):
+        raise ManifestError(f"{where}: 'votes' must map class names to counts (numbers >= 0), got {votes!r}")
     utt = Utterance(**record)
     utt.id = str(utt.id)
     if utt.speaker is not None:

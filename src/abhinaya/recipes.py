@@ -397,6 +397,8 @@ class DataConfig:
         roots: ``{name: folder}`` for the corpora of ``corpora`` (``--set data.roots.ravdess=DIR``).
         balance: ``corpus``: each training epoch draws the corpora in proportion to their ``weight`` (a small corpus
             is repeated, a large one subsampled); ``none``: every utterance once.
+        prepare: options of the corpus's preparer (``abhinaya prepare CORPUS --help``), e.g. ``{keep_unlabelled:
+            true}`` for MSP-Podcast's X utterances, which soft-label training uses.
     """
 
     corpus: str | None = None
@@ -411,6 +413,7 @@ class DataConfig:
     corpora: list[CorpusSource] = field(default_factory=list)
     roots: dict[str, str] = field(default_factory=dict)
     balance: str = "corpus"
+    prepare: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_MODES:

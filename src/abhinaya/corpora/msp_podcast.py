@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from abhinaya.audio import AUDIO_EXTENSIONS
@@ -34,7 +35,7 @@ from abhinaya.corpora.common import (
     check_utterance_audio,
     require_source,
 )
-from abhinaya.labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES
+from abhinaya.labels import MSP_PODCAST_CODES, MSP_PODCAST_NON_CLASSES, canonical_label
 from abhinaya.manifest import Utterance
 
 MSP_PODCAST_SPLITS: dict[str, str] = {
@@ -67,6 +68,40 @@ def _read_transcript(path: Path) -> tuple[str | None, str | None]:
     return (text or None), None
 
 
+def _read_votes(path: Path, notes: list[str]) -> dict[str, dict[str, float]]:
+    """Annotator votes per utterance id from ``labels_detailed.csv`` (one row per judgement: ``FileName``,
+    ``EmoClass_Major``), counted per canonical class; judgements outside the eight classes (Other, ...) are not
+    counted. Empty when the file is absent."""
+    if not path.is_file():
+        return {}
+    counts: dict[str, dict[str, float]] = {}
+    judged = outside = 0
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = sorted({"FileName", "EmoClass_Major"} - set(reader.fieldnames or ()))
+        if missing:
+            raise PrepareError(f"{path}: missing column(s) {', '.join(missing)} (found: "
+                               f"{', '.join(reader.fieldnames or ())})")
+        for row in reader:
+            stem = Path((row.get("FileName") or "").strip()).stem
+            name = (row.get("EmoClass_Major") or "").strip()
+            if not stem or not name:
+                continue
+            judged += 1
+            try:
+                label = canonical_label(name)
+            except ValueError:
+                label = None
+            if label is None or label not in MSP_PODCAST_CODES.values():
+                outside += 1
+                continue
+            votes = counts.setdefault(stem, {})
+            votes[label] = votes.get(label, 0.0) + 1.0
+    notes.append(f"{path}: {judged} judgements of {len(counts)} utterances ({outside} outside the eight classes, "
+                 "not counted) kept as each utterance's votes")
+    return counts
+
+
 def prepare_msp_podcast(
     src: str | Path,
     *,
@@ -82,7 +117,11 @@ def prepare_msp_podcast(
     id: FileName without extension; label: EmoClass letter or null; speaker:
     SpkrID (``Unknown`` -> null); gender lower-cased (``Unknown`` -> null);
     attributes: arousal / valence / dominance from EmoAct / EmoVal / EmoDom;
-    text: ``Transcripts/<stem>.txt`` where present. Default check is
+    text: ``Transcripts/<stem>.txt`` where present; votes: the annotator
+    judgements of ``Labels/labels_detailed.csv`` per class, where present (not
+    for O rows, whose consensus is a class outside the eight). With
+    ``keep_unlabelled`` the O and X rows are kept without a label (X: no
+    agreement; its votes are what soft-label training uses). Default check is
     ``header`` (the corpus has hundreds of thousands of files).
     """
     check_mode(check)
@@ -103,6 +142,7 @@ def prepare_msp_podcast(
     listed: set[str] = set()
     first_line: dict[str, int] = {}
     dropped = {code: 0 for code in sorted(MSP_PODCAST_NON_CLASSES)}
+    outside_consensus: set[str] = set()
     with labels_csv.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
@@ -142,6 +182,8 @@ def prepare_msp_podcast(
                     dropped[code] += 1
                     continue
                 label = None
+                if code == "O":  # most annotators chose a class outside the eight: its few in-class votes are noise
+                    outside_consensus.add(stem)
             elif not code:
                 if not (row_split or "").startswith("test") and not keep_unlabelled:
                     problems.append(f"{where}: {file_name}: no EmoClass for a {split_set} utterance; left out")
@@ -178,6 +220,10 @@ def prepare_msp_podcast(
                     attributes=attributes or None,
                 )
             )
+
+    votes = _read_votes(root / "Labels" / "labels_detailed.csv", notes)
+    if votes:
+        candidates = [replace(u, votes=votes.get(u.id)) if u.id not in outside_consensus else u for u in candidates]
 
     unlisted = sorted(
         entry.name

@@ -38,7 +38,7 @@ def load_experiment_utterances(config: DataConfig, workdir: str | Path, log=prin
         manifest = Path(workdir) / "data" / "manifest.jsonl"
         if not manifest.is_file():
             log(f"preparing {config.corpus} from {config.root} -> {manifest}")
-            result = prepare_corpus(config.corpus, config.root, manifest)
+            result = prepare_corpus(config.corpus, config.root, manifest, **config.prepare)
             for problem in result.problems:
                 log(f"problem: {problem}")
             log(summarize(result))

@@ -16,6 +16,9 @@ class LossConfig:
     ``name``: one of ``LOSS_NAMES``. ``gamma``/``alpha``: focal loss.
     ``vs_gamma``/``vs_tau``: VS loss exponent and logit-adjustment strength;
     ``vs_class_weights``: use class weights inside the VS cross-entropy.
+    ``soft_labels``: train towards each utterance's distribution of annotator votes (the manifest's ``votes``;
+    one-hot where it has none) instead of its one label; utterances without a consensus label but with votes (the
+    MSP-Podcast X class) are then trained on too. Every loss takes distributions (``nn/losses.py``).
     """
 
     name: str = "weighted_ce"
@@ -24,6 +27,7 @@ class LossConfig:
     vs_gamma: float = 0.3
     vs_tau: float = 1.0
     vs_class_weights: bool = True
+    soft_labels: bool = False
 
     def __post_init__(self):
         if self.name not in LOSS_NAMES:

@@ -61,6 +61,38 @@ def class_weights(counts: CountsLike) -> torch.Tensor:
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
+def is_soft(target: torch.Tensor) -> bool:
+    """Whether ``target`` is a distribution per utterance ``(B, C)`` (soft labels) rather than class indices."""
+    return target.is_floating_point() and target.ndim == 2
+
+
+def _soft_targets(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``target`` checked against ``logits`` and normalised to sum to 1 per row, in the logits' dtype."""
+    if logits.ndim != 2 or tuple(target.shape) != tuple(logits.shape):
+        raise ValueError(f"soft targets must be (B, C) like the logits {tuple(logits.shape)}, got {tuple(target.shape)}")
+    if weight is not None and tuple(weight.shape) != (logits.shape[1],):
+        raise ValueError(
+            f"class weights have shape {tuple(weight.shape)}, expected ({logits.shape[1]},) for {logits.shape[1]} classes"
+        )
+    target = target.to(device=logits.device, dtype=torch.float32)
+    total = target.sum(dim=1, keepdim=True)
+    if not torch.isfinite(target).all() or (target < 0).any() or (total <= 0).any():
+        raise ValueError("soft targets must be non-negative and finite, with some mass in every row")
+    return (target / total).to(_compute_dtype(logits).dtype)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against distributions: ``-sum_c w_c q_c log p_c`` per utterance, reduced as the weighted mean
+    of ``weighted_cross_entropy`` (divided by ``sum_i sum_c w_c q_ic``), so one-hot ``q`` gives exactly the hard
+    loss. Minimising it minimises the KL divergence from ``q`` (the entropy of ``q`` is a constant)."""
+    q = _soft_targets(logits, target, weight)
+    logits = _compute_dtype(logits)
+    log_p = F.log_softmax(logits, dim=-1)
+    weight = _weight_like(weight, logits)
+    weighted = q if weight is None else q * weight
+    return -(weighted * log_p).sum() / weighted.sum()
+
+
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> None:
     if logits.ndim != 2:
         raise ValueError(f"logits must be (B, C), got shape {tuple(logits.shape)}")
@@ -96,7 +128,10 @@ def weighted_cross_entropy(
 
     logits ``(B, C)``, target ``(B,)`` long, weight ``(C,)`` or ``None`` (plain
     mean). Returns a scalar equal to ``F.cross_entropy(logits, target, weight=weight)``.
+    A float target ``(B, C)`` is a distribution per utterance: ``soft_cross_entropy``.
     """
+    if is_soft(target):
+        return soft_cross_entropy(logits, target, weight)
     _check_inputs(logits, target, weight)
     logits = _compute_dtype(logits)
     return F.cross_entropy(logits, target, weight=_weight_like(weight, logits))
@@ -113,8 +148,19 @@ def weighted_focal_loss(
 
     logits ``(B, C)``, target ``(B,)`` long, weight ``(C,)`` or ``None`` (all
     ones). Returns a scalar. Unlike ``weighted_cross_entropy`` the mean is not
-    normalised by the weights.
+    normalised by the weights. A float target ``(B, C)`` is a distribution per
+    utterance: ``-alpha sum_c w_c q_c (1 - p_c)^gamma log p_c``.
     """
+    if is_soft(target):
+        q = _soft_targets(logits, target, weight)
+        logits = _compute_dtype(logits)
+        log_p = F.log_softmax(logits, dim=-1)
+        one_minus_p = (-torch.expm1(log_p)).clamp_min(0.0)
+        per_class = -alpha * q * one_minus_p.pow(gamma) * log_p
+        weight = _weight_like(weight, logits)
+        if weight is not None:
+            per_class = per_class * weight
+        return per_class.sum(dim=1).mean()
     _check_inputs(logits, target, weight)
     logits = _compute_dtype(logits)
     log_p = F.log_softmax(logits, dim=-1).gather(1, target[:, None]).squeeze(1)
@@ -148,7 +194,8 @@ def _vs_loss_from_terms(
     offset: torch.Tensor,
     weight: torch.Tensor | None,
 ) -> torch.Tensor:
-    _check_inputs(logits, target, weight)
+    if not is_soft(target):
+        _check_inputs(logits, target, weight)
     if tuple(scale.shape) != (logits.shape[1],):
         raise ValueError(
             f"class counts cover {scale.shape[0]} classes but logits have {logits.shape[1]}"
@@ -156,6 +203,8 @@ def _vs_loss_from_terms(
     logits = _compute_dtype(logits)
     scale = scale.to(device=logits.device, dtype=logits.dtype)
     offset = offset.to(device=logits.device, dtype=logits.dtype)
+    if is_soft(target):
+        return soft_cross_entropy(logits * scale + offset, target, weight)
     return F.cross_entropy(logits * scale + offset, target, weight=_weight_like(weight, logits))
 
 
@@ -185,7 +234,7 @@ class WeightedCrossEntropyLoss(nn.Module):
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """logits ``(B, C)``, target ``(B,)`` long -> scalar."""
+        """logits ``(B, C)``, target ``(B,)`` long or ``(B, C)`` distributions -> scalar."""
         return weighted_cross_entropy(logits, target, self.weight)
 
 
@@ -199,7 +248,7 @@ class WeightedFocalLoss(nn.Module):
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """logits ``(B, C)``, target ``(B,)`` long -> scalar."""
+        """logits ``(B, C)``, target ``(B,)`` long or ``(B, C)`` distributions -> scalar."""
         return weighted_focal_loss(logits, target, self.weight, gamma=self.gamma, alpha=self.alpha)
 
     def extra_repr(self) -> str:
@@ -225,7 +274,7 @@ class VSLoss(nn.Module):
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """logits ``(B, C)``, target ``(B,)`` long -> scalar."""
+        """logits ``(B, C)``, target ``(B,)`` long or ``(B, C)`` distributions -> scalar."""
         return _vs_loss_from_terms(logits, target, self.scale, self.offset, self.weight)
 
     def extra_repr(self) -> str:

@@ -232,7 +232,8 @@ def make_dummy_msp_podcast(
     seed: int = 0,
 ) -> Path:
     """MSP-Podcast layout: ``root/Labels/labels_consensus.csv``,
-    ``root/Audios/*.wav``, ``root/Transcripts/*.txt``.
+    ``root/Labels/labels_detailed.csv`` (annotator votes), ``root/Audios/*.wav``,
+    ``root/Transcripts/*.txt``.
 
     Train, Development, Test1 and Test2 get ``n_per_split`` labelled rows each
     (the eight classes in turn, speakers disjoint between splits); Train and
@@ -286,6 +287,7 @@ def make_dummy_msp_podcast(
         writer.writeheader()
         for row in rows:
             writer.writerow({column: row.get(column, "") for column in MSP_PODCAST_COLUMNS})
+    _write_detailed_labels(root / "Labels" / "labels_detailed.csv", rows, seed)
     for stem, (voice, pitch, gain) in voices.items():
         rng = _rng(seed, "msp-audio", stem)
         wave = synthesize_utterance(voice, rng, sample_rate=sample_rate, seconds=seconds, pitch_factor=pitch, gain=gain)
@@ -295,6 +297,41 @@ def make_dummy_msp_podcast(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(_sentence(voice, _rng(seed, "msp-text", stem)) + "\n", encoding="utf-8")
     return root
+
+
+MSP_DETAILED_COLUMNS = ("FileName", "Annotator", "EmoClass_Major", "EmoAct", "EmoVal", "EmoDom")
+_MSP_LONG_NAMES = {"A": "Angry", "S": "Sad", "H": "Happy", "U": "Surprise", "F": "Fear", "D": "Disgust",
+                   "C": "Contempt", "N": "Neutral"}
+
+
+def _write_detailed_labels(path: Path, rows: list[dict[str, str]], seed: int) -> None:
+    """``labels_detailed.csv``: one row per annotator judgement, as the release lays it out. A labelled utterance
+    gets 5 votes, 3 or 4 of them its consensus class and the rest others; an X utterance (no consensus) 5 votes
+    split between two classes (2-2-1); an O utterance votes Other; Test3 has none."""
+    long_names = list(_MSP_LONG_NAMES.values())
+    annotator = 1
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MSP_DETAILED_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            code = row.get("EmoClass", "")
+            if not code:
+                continue
+            rng = _rng(seed, "msp-votes", row["FileName"])
+            if code in _MSP_LONG_NAMES:
+                agree = int(rng.integers(3, 5))
+                others = [n for n in long_names if n != _MSP_LONG_NAMES[code]]
+                votes = [_MSP_LONG_NAMES[code]] * agree + list(rng.choice(others, size=5 - agree))
+            elif code == "X":
+                first, second, third = rng.choice(long_names, size=3, replace=False)
+                votes = [first, first, second, second, third]
+            else:
+                votes = ["Other"] * 3 + list(rng.choice(long_names, size=2))
+            for vote in votes:
+                writer.writerow({"FileName": row["FileName"], "Annotator": f"WORKER{annotator:05d}",
+                                 "EmoClass_Major": vote, "EmoAct": row.get("EmoAct", ""),
+                                 "EmoVal": row.get("EmoVal", ""), "EmoDom": row.get("EmoDom", "")})
+                annotator += 1
 
 
 MELD_COLUMNS = (

@@ -99,6 +99,7 @@ class Trainer:
         self.resume = resume
         self._log = log
         self.train_masks: torch.Tensor | None = None  # (N, C) classes of each training utterance's corpus
+        self.train_targets: torch.Tensor | None = None  # (N, C) vote distributions (loss.soft_labels)
 
     def log(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -175,7 +176,7 @@ class Trainer:
                 with accelerator.accumulate(model), _without_grad(held if accelerator.num_processes == 1 else []):
                     with accelerator.autocast():
                         logits = member.logits(model, batch)
-                    loss = loss_fn(self._masked(logits.float(), batch), batch["labels"])
+                    loss = loss_fn(self._masked(logits.float(), batch), self._targets(batch))
                     accelerator.backward(loss)
                     for p in held:
                         p.grad = None
@@ -256,19 +257,31 @@ class Trainer:
         if not accelerator.is_main_process:
             utterances = load_experiment_utterances(recipe.data, self.run_dir, log=lambda _: None)
         label_set = experiment_label_set(recipe.data, utterances)
-        train_utts = [u for u in utterances if u.split == recipe.data.train_split and u.label in label_set]
+        soft = recipe.loss.soft_labels
+
+        def trainable(u: Utterance) -> bool:  # with soft labels, an utterance with votes but no consensus counts
+            return u.label in label_set or (soft and any(k in label_set for k in (u.votes or {})))
+
+        train_utts = [u for u in utterances if u.split == recipe.data.train_split and trainable(u)]
         dev_utts = [u for u in utterances if u.split == recipe.data.dev_split and u.label in label_set]
         if not train_utts:
             raise TrainingError(f"no labelled utterances in split {recipe.data.train_split!r}")
         if cfg.balanced_dev and dev_utts:
             dev_utts = selection.balanced_subset(dev_utts, cfg.balanced_dev_per_class, cfg.seed)
-        counts = np.bincount(label_set.encode_many([u.label for u in train_utts]), minlength=len(label_set))
+        if soft:
+            counts = soft_targets(train_utts, label_set).sum(axis=0)
+            without = sum(1 for u in train_utts if u.label not in label_set)
+            with_votes = sum(1 for u in train_utts if u.votes)
+            self.log(f"soft labels: {with_votes} training utterances with annotator votes ({without} of them "
+                     "without a consensus class); the others train on their one label")
+        else:
+            counts = np.bincount(label_set.encode_many([u.label for u in train_utts]), minlength=len(label_set))
         if (counts == 0).any():
             missing = [label_set.decode(i) for i in np.flatnonzero(counts == 0)]
             raise TrainingError(f"class(es) {missing} have no training utterance; drop them with data.drop_labels or add data")
         self.log(
             f"{recipe.member}: {len(train_utts)} training and {len(dev_utts)} dev utterances, "
-            f"{len(label_set)} classes ({', '.join(f'{l} {c}' for l, c in zip(label_set, counts))})"
+            f"{len(label_set)} classes ({', '.join(f'{l} {c:.0f}' for l, c in zip(label_set, counts))})"
         )
         classes = None
         if recipe.data.corpora:
@@ -323,9 +336,12 @@ class Trainer:
             groups=groups, group_weights=weights,
         )
         loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=member.collate, num_workers=cfg.num_workers)
+        soft = self.recipe.loss.soft_labels
+        targets = soft_targets(train_set.utterances, data.label_set) if soft else None
+        self.train_targets = torch.from_numpy(targets).float() if soft else None
         counts = data.counts
         if groups is not None:  # the class counts an epoch draws, which the class weights of the loss answer
-            counts = sampled_counts(groups, weights, train_set.labels, len(data.label_set))
+            counts = sampled_counts(groups, weights, targets if soft else train_set.labels, len(data.label_set))
             self.log("class counts per epoch with balanced corpora: "
                      + ", ".join(f"{label} {c:.0f}" for label, c in zip(data.label_set, counts)))
         loss_fn = build_loss(self.recipe.loss, counts)
@@ -347,6 +363,12 @@ class Trainer:
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule_for(g) for g in optimizer.param_groups])
         return member, model, train_set, dev_set, sampler, loader, loss_fn, optimizer, scheduler
+
+    def _targets(self, batch: dict) -> torch.Tensor:
+        """The batch's class indices, or with ``loss.soft_labels`` its vote distributions ``(B, C)``."""
+        if self.train_targets is None:
+            return batch["labels"]
+        return self.train_targets[batch["index"].cpu()].to(batch["labels"].device)
 
     def _masked(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """``logits`` with the classes an utterance's corpus lacks pushed to -1e4 (several corpora), so that the loss
@@ -456,17 +478,34 @@ class Trainer:
 
 def sampled_counts(groups: np.ndarray, weights, labels, num_classes: int) -> np.ndarray:
     """The expected count of each class in an epoch whose draws give group ``g`` the share ``weights[g]`` (balanced
-    corpora): within a group, classes keep their proportions."""
+    corpora): within a group, classes keep their proportions. ``labels``: class indices ``(N,)`` (-1: none), or
+    distributions ``(N, C)`` (soft labels)."""
     groups, labels = np.asarray(groups), np.asarray(labels)
+    if labels.ndim == 1:
+        labels = np.eye(num_classes)[np.where(labels >= 0, labels, 0)] * (labels >= 0)[:, None]
     weights = np.asarray(weights, dtype=np.float64)
     present = np.array([(groups == g).any() for g in range(len(weights))])
     shares = np.where(present, weights, 0.0) / np.where(present, weights, 0.0).sum()
     counts = np.zeros(num_classes)
     for g, share in enumerate(shares):
-        mine = labels[(groups == g) & (labels >= 0)]
-        if len(mine):
-            counts += share * len(labels) * np.bincount(mine, minlength=num_classes) / len(mine)
+        mine = labels[groups == g]
+        if mine.sum() > 0:
+            counts += share * len(labels) * mine.sum(axis=0) / mine.sum()
     return counts
+
+
+def soft_targets(utterances, label_set: LabelSet) -> np.ndarray:
+    """``(N, C)``: each utterance's annotator votes over ``label_set`` (votes for other classes left out),
+    normalised; one-hot of its label where it has no votes in the set."""
+    out = np.zeros((len(utterances), len(label_set)), dtype=np.float64)
+    for i, utt in enumerate(utterances):
+        for name, count in (utt.votes or {}).items():
+            if name in label_set:
+                out[i, label_set.encode(name)] += count
+        if out[i].sum() <= 0 and utt.label in label_set:
+            out[i, label_set.encode(utt.label)] = 1.0
+    totals = out.sum(axis=1, keepdims=True)
+    return np.divide(out, totals, out=np.zeros_like(out), where=totals > 0)
 
 
 def _is_pretrained(group: dict) -> bool:

@@ -1,0 +1,83 @@
+"""Soft labels: the generated MSP-Podcast corpus carries annotator votes (labels_detailed.csv), the preparer keeps
+them, and training follows each utterance's vote distribution, X utterances (no consensus) included."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from abhinaya.cli import main
+from abhinaya.corpora.msp_podcast import prepare_msp_podcast
+from abhinaya.labels import LabelSet
+from abhinaya.manifest import Utterance
+from abhinaya.nn.losses import soft_cross_entropy, vs_loss, weighted_cross_entropy, weighted_focal_loss
+from abhinaya.testing.dummies import make_dummy_msp_podcast
+from abhinaya.train.loop import soft_targets
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.fixture(scope="module")
+def msp(tmp_path_factory):
+    return make_dummy_msp_podcast(tmp_path_factory.mktemp("msp") / "msp")
+
+
+def test_the_preparer_keeps_each_utterance_s_votes(msp):
+    kept = prepare_msp_podcast(msp, keep_unlabelled=True)
+    by_id = {u.id: u for u in kept.utterances}
+    labelled = [u for u in kept.utterances if u.label is not None and u.split == "train"]
+    assert all(u.votes and max(u.votes, key=u.votes.get) == u.label and sum(u.votes.values()) == 5
+               for u in labelled)
+    no_consensus = [u for u in kept.utterances if u.label is None and u.votes]
+    assert no_consensus and all(sorted(u.votes.values())[-2:] == [2.0, 2.0] for u in no_consensus)  # X: 2-2-1
+    test3 = [u for u in kept.utterances if (u.split or "").startswith("test") and u.label is None]
+    assert test3 and all(u.votes is None for u in test3)
+    assert any("judgements of" in note and "outside the eight classes" in note for note in kept.notes)
+    assert by_id  # and without keep_unlabelled the O and X rows are left out, votes or not
+    assert all(u.label is not None for u in prepare_msp_podcast(msp).utterances if u.split == "train")
+
+
+def test_soft_targets_normalise_votes_and_fall_back_to_the_label():
+    labels = LabelSet(["angry", "sad", "neutral"])
+    rows = [Utterance(id="a", label="angry", votes={"angry": 3, "sad": 1, "contempt": 1}),
+            Utterance(id="b", label="sad"), Utterance(id="c", votes={"neutral": 2, "sad": 2})]
+    assert soft_targets(rows, labels).tolist() == [[0.75, 0.25, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 0.5]]
+
+
+def test_every_loss_takes_distributions_and_one_hot_gives_the_hard_loss():
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 1, 0])
+    one_hot = torch.nn.functional.one_hot(target, 4).float()
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5])
+    for hard, soft in [
+        (weighted_cross_entropy(logits, target, weight), weighted_cross_entropy(logits, one_hot, weight)),
+        (weighted_focal_loss(logits, target, weight), weighted_focal_loss(logits, one_hot, weight)),
+        (vs_loss(logits, target, [10, 5, 3, 2], weight=weight), vs_loss(logits, one_hot, [10, 5, 3, 2], weight=weight)),
+    ]:
+        assert float(soft) == pytest.approx(float(hard), rel=1e-5)
+    # minimising the soft cross-entropy moves the model's distribution to the votes
+    q = torch.tensor([[0.6, 0.3, 0.1, 0.0]])
+    z = torch.zeros(1, 4, requires_grad=True)
+    optimiser = torch.optim.SGD([z], lr=1.0)
+    for _ in range(500):
+        optimiser.zero_grad()
+        soft_cross_entropy(z, q).backward()
+        optimiser.step()
+    assert np.allclose(torch.softmax(z, -1).detach().numpy(), q.numpy(), atol=0.01)
+    with pytest.raises(ValueError, match="some mass in every row"):
+        soft_cross_entropy(torch.zeros(1, 4), torch.zeros(1, 4))
+
+
+def test_s1_trains_on_votes_x_utterances_included(tmp_path, tiny_wavlm_dir, msp, capsys):
+    run = tmp_path / "run"
+    sets = [f"data.root={msp}", f"model.encoder={tiny_wavlm_dir}", "train.balanced_dev_per_class=1",
+            "model.head_hidden=16", "model.attention_dim=8", "train.epochs=1", "train.progress=false",
+            "train.batch_size=8", "train.grad_accum=1", "train.num_workers=0"]
+    assert main(["train", str(RECIPES / "msp_podcast" / "s1_soft.yaml"), "-o", str(run),
+                 *sum((["--set", s] for s in sets), [])]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_utterances"] == 16 + 1  # the 16 labelled training rows and the X row (not the O row)
+    out = capsys.readouterr().out
+    assert "soft labels: 17 training utterances with annotator votes (1 of them without a consensus class)" in out
