@@ -150,6 +150,11 @@ def cmd_predict(args) -> int:
     written = write_recording_outputs(args.output, result, plot=args.plot, format=args.format)
     for name, table in streamed.members.items():
         write_predictions(Path(args.members) / f"{name}.csv", table)
+    if streamed.dimensions is not None:
+        from abhinaya.predictions import dimensions_path, write_dimensions
+
+        written.append(write_dimensions(dimensions_path(args.output), streamed.dimensions))
+        print(f"emotion dimensions ({', '.join(streamed.dimensions.names)}) in {dimensions_path(args.output)}")
     remove_parts(args.output)
     print(f"wrote {len(result.table)} predictions to {args.output}"
           + (f" ({streamed.num_without_prediction} of {streamed.num_inputs} inputs could not be used, each named "
@@ -195,12 +200,21 @@ def cmd_evaluate(args) -> int:
         print(f"note: scored {report['num_utterances']} predicted utterance(s); {missing} labelled utterance(s) of "
               f"{args.manifest} have no prediction in {args.predictions} (--split NAME scores one split whole)",
               file=sys.stderr)
+    from abhinaya.predictions import dimensions_path
+
+    if dimensions_path(args.predictions).is_file():  # a model with a dimension head wrote them beside the table
+        from abhinaya.evaluation.evaluate import evaluate_dimensions
+        from abhinaya.predictions import read_dimensions
+
+        report["ccc"] = evaluate_dimensions(read_dimensions(dimensions_path(args.predictions)), utterances, args.split)
     plot_path = Path(args.plot) if args.plot else Path(args.predictions).with_suffix(".confusion.png")
     plot_confusion_matrix(report["confusion_matrix"], report["labels"], plot_path, title=Path(args.predictions).name)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
+    for name, part in report.get("ccc", {}).items():
+        print(f"{name}: CCC {part['ccc']:.4f} ({part['num_utterances']} rated utterances)", file=sys.stderr)
     for name, part in report.get("per_corpus", {}).items():
         print(f"{name}: macro-F1 {part['macro_f1']:.4f}, UA {part['ua']:.4f} over its {len(part['labels'])} classes "
               f"({part['num_utterances']} utterances)", file=sys.stderr)

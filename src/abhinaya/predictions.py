@@ -190,3 +190,63 @@ def write_predictions(path: str | Path, table: PredictionTable, format: str = "c
         writer.writerows(rows)
     os.replace(tmp, path)
     return path
+
+
+# ----------------------------------------------------------------------------- emotion dimensions
+@dataclass
+class DimensionTable:
+    """Predicted emotion dimensions (a model with a dimension head, ``model.dimensions``): ``values`` ``(N, K)`` for
+    ``ids`` and the K ``names`` (arousal, valence, dominance). Written beside a prediction table as
+    ``OUT.dimensions.csv`` (``FileName,<name>...``), since the prediction table's columns are fixed."""
+
+    ids: list[str]
+    names: list[str]
+    values: np.ndarray
+
+    def __post_init__(self):
+        self.values = np.asarray(self.values, dtype=np.float64).reshape(len(self.ids), len(self.names))
+
+
+def dimensions_path(predictions: str | Path) -> Path:
+    """``OUT.dimensions.csv`` for the prediction table ``OUT.csv``."""
+    path = Path(predictions)
+    return path.with_name(path.stem + ".dimensions.csv")
+
+
+def write_dimensions(path: str | Path, table: DimensionTable) -> Path:
+    """Write ``table`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["FileName", *table.names])
+        for utt_id, row in zip(table.ids, table.values):
+            writer.writerow([utt_id, *(f"{v:.6f}" for v in row)])
+    os.replace(tmp, path)
+    return path
+
+
+def read_dimensions(path: str | Path) -> DimensionTable:
+    """Read ``OUT.dimensions.csv`` (a ``PredictionError`` naming the file when it is not one)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise PredictionError(f"{path}: cannot be read as a dimensions table ({err})") from None
+    if not rows or rows[0][:1] != ["FileName"] or len(rows[0]) < 2:
+        raise PredictionError(f"{path}: header must be FileName,<dimension>...")
+    names, ids, values = rows[0][1:], [], []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            numbers = [float(v) for v in row[1:]]
+        except ValueError:
+            raise PredictionError(f"{path}:{lineno}: a dimension that is not a number") from None
+        if len(numbers) != len(names) or not all(np.isfinite(numbers)):
+            raise PredictionError(f"{path}:{lineno}: expected {len(names)} finite numbers")
+        ids.append(row[0])
+        values.append(numbers)
+    return DimensionTable(ids, names, np.array(values).reshape(len(ids), len(names)))

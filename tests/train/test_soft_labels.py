@@ -1,5 +1,7 @@
-"""Soft labels: the generated MSP-Podcast corpus carries annotator votes (labels_detailed.csv), the preparer keeps
-them, and training follows each utterance's vote distribution, X utterances (no consensus) included."""
+"""Soft labels and dimensions: the generated MSP-Podcast corpus carries annotator votes (labels_detailed.csv), the
+preparer keeps them, training follows each utterance's vote distribution (X utterances, without consensus, included),
+and a regression head learns arousal, valence and dominance under a concordance loss; predictions carry them and
+evaluate scores their CCC."""
 
 import json
 from pathlib import Path
@@ -12,7 +14,14 @@ from abhinaya.cli import main
 from abhinaya.corpora.msp_podcast import prepare_msp_podcast
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
-from abhinaya.nn.losses import soft_cross_entropy, vs_loss, weighted_cross_entropy, weighted_focal_loss
+from abhinaya.evaluation.metrics import concordance_correlation
+from abhinaya.nn.losses import (
+    concordance_loss,
+    soft_cross_entropy,
+    vs_loss,
+    weighted_cross_entropy,
+    weighted_focal_loss,
+)
 from abhinaya.testing.dummies import make_dummy_msp_podcast
 from abhinaya.train.loop import soft_targets
 
@@ -70,14 +79,39 @@ def test_every_loss_takes_distributions_and_one_hot_gives_the_hard_loss():
         soft_cross_entropy(torch.zeros(1, 4), torch.zeros(1, 4))
 
 
-def test_s1_trains_on_votes_x_utterances_included(tmp_path, tiny_wavlm_dir, msp, capsys):
+def test_concordance_is_one_only_for_agreement_and_skips_missing_ratings():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert concordance_correlation(x, x) == pytest.approx(1.0)
+    assert concordance_correlation(x, x + 1.0) < 0.8  # correlated but shifted: CCC, unlike Pearson, drops
+    centred = x - x.mean()
+    assert concordance_correlation(centred, -centred) == pytest.approx(-1.0)
+    predicted = torch.tensor([[1.0, 0.0], [2.0, 1.0], [3.0, 5.0]])
+    rated = torch.tensor([[1.0, float("nan")], [2.0, float("nan")], [3.0, 2.0]])
+    assert float(concordance_loss(predicted, rated)) == pytest.approx(0.0, abs=1e-6)  # dimension 2 has one rating
+
+
+def test_s1_multitask_trains_on_votes_and_dimensions(tmp_path, tiny_wavlm_dir, msp, capsys):
     run = tmp_path / "run"
     sets = [f"data.root={msp}", f"model.encoder={tiny_wavlm_dir}", "train.balanced_dev_per_class=1",
-            "model.head_hidden=16", "model.attention_dim=8", "train.epochs=1", "train.progress=false",
+            "model.head_hidden=16", "model.attention_dim=8", "train.epochs=2", "train.progress=false",
             "train.batch_size=8", "train.grad_accum=1", "train.num_workers=0"]
-    assert main(["train", str(RECIPES / "msp_podcast" / "s1_soft.yaml"), "-o", str(run),
+    assert main(["train", str(RECIPES / "msp_podcast" / "s1_multitask.yaml"), "-o", str(run),
                  *sum((["--set", s] for s in sets), [])]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_utterances"] == 16 + 1  # the 16 labelled training rows and the X row (not the O row)
     out = capsys.readouterr().out
     assert "soft labels: 17 training utterances with annotator votes (1 of them without a consensus class)" in out
+    assert "dimensions: arousal, valence, dominance from the attributes of 17 of 17 training utterances" in out
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert all(-1.0 <= record[f"ccc_{d}"] <= 1.0 for d in ("arousal", "valence", "dominance"))
+
+    predictions = tmp_path / "test.csv"
+    assert main(["predict", str(run), str(run / "data" / "splits.jsonl"), "--split", "test1", "-o",
+                 str(predictions), "--no-progress"]) == 0
+    dims = (tmp_path / "test.dimensions.csv").read_text().splitlines()
+    assert dims[0] == "FileName,arousal,valence,dominance" and len(dims) == 1 + 16
+    capsys.readouterr()
+    assert main(["evaluate", str(predictions), str(run / "data" / "splits.jsonl"), "--split", "test1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["ccc"]) == {"arousal", "valence", "dominance"}
+    assert report["ccc"]["arousal"]["num_utterances"] == 16

@@ -94,3 +94,19 @@ def per_corpus_reports(table: PredictionTable, rows: Sequence[Utterance], uttera
         reports[name] = {k: part[k] for k in ("macro_f1", "ua", "wa", "num_utterances", "labels", "per_class",
                                               "confusion_matrix")}
     return reports
+
+
+def evaluate_dimensions(table, utterances: Sequence[Utterance], split: str | None = None) -> dict:
+    """CCC of each predicted dimension (a ``predictions.DimensionTable``) against the manifest's ``attributes`` of
+    the same name, over the rated utterances (of ``split``, when given): ``{name: {"ccc": ..., "num_utterances"}}``."""
+    from abhinaya.evaluation.metrics import concordance_correlation
+
+    known = {u.id: u for u in utterances if split is None or u.split == split}
+    out = {}
+    for k, name in enumerate(table.names):
+        pairs = [(row[k], known[i].attributes[name]) for i, row in zip(table.ids, table.values)
+                 if i in known and known[i].attributes and name in known[i].attributes]
+        if len(pairs) >= 2:
+            x, y = zip(*pairs)
+            out[name] = {"ccc": concordance_correlation(list(x), list(y)), "num_utterances": len(pairs)}
+    return out

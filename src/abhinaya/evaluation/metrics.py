@@ -56,6 +56,20 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
+def concordance_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Lin's concordance correlation coefficient of predictions ``x`` and ratings ``y`` (population statistics):
+    ``2 cov / (var x + var y + (mean x - mean y)^2)``; 1 is perfect agreement, 0 none. NaN for fewer than 2 pairs."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be two equal vectors")
+    if len(x) < 2:
+        return float("nan")
+    mx, my = x.mean(), y.mean()
+    cov = ((x - mx) * (y - my)).mean()
+    denominator = x.var() + y.var() + (mx - my) ** 2
+    return float(2 * cov / denominator) if denominator > 0 else float("nan")
+
+
 def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict:
     """Metrics of predicted class names against true class names.
 

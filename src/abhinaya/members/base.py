@@ -63,6 +63,10 @@ class Member:
         (training); otherwise build from the config alone (prediction, where the run's weights are loaded next)."""
         raise NotImplementedError
 
+    def dimension_names(self) -> list[str]:
+        """Emotion dimensions the member predicts beside the classes (none unless it has a dimension head)."""
+        return []
+
     def dataset(self, utterances: Sequence[Utterance], label_set: LabelSet | None, train: bool, on_error: str = "raise"):
         """A map-style dataset with ``lengths`` (for bucketing), ``errors``
         (unusable inputs, reported) and ``utterances`` (the usable ones)."""

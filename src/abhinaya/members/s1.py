@@ -58,6 +58,17 @@ class S1Member(Member):
     def logits(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return model(batch["waveforms"], batch["lengths"])
 
+    def dimension_names(self) -> list[str]:
+        """The emotion dimensions the model predicts beside the classes (``model.dimensions``)."""
+        return list(self.recipe.model.dimensions)
+
+    def logits_and_dimensions(self, model: SSLClassifier, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits and dimensions from one forward pass (through the wrapper, as training needs)."""
+        return model(batch["waveforms"], batch["lengths"], with_dimensions=True)
+
+    def dimensions(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
+        return model(batch["waveforms"], batch["lengths"], with_dimensions=True)[1]
+
     def embed(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return unwrap(model).embed(batch["waveforms"], batch["lengths"])
 

@@ -91,6 +91,9 @@ class SSLClassifierConfig:
         spec_augment: Whisper only: SpecAugment time and frequency masks on the log-mel input, in training only
             (off by default). The wav2vec2 family masks its own features through ``encoder_overrides``
             (``mask_time_prob``, ``mask_feature_prob``).
+        dimensions: names of emotion dimensions (``[arousal, valence, dominance]``) a regression head predicts
+            beside the classes, from the manifest's ``attributes`` (trained with ``loss.dimensions_weight``);
+            empty: none.
     """
 
     encoder: str = "whisper-base"
@@ -111,6 +114,7 @@ class SSLClassifierConfig:
     normalize_waveform: bool = True
     long_input: str = "error"
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    dimensions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -199,6 +203,15 @@ class SSLClassifier(RenamedStateKeys, nn.Module):
             self.register_parameter("layer_weights", None)
 
         self.head = PooledClassifierHead.from_settings(self.hidden_size, config, input_dropout=0.0, activation="relu")
+        # Multi-task: a regression head for emotion dimensions (arousal, valence, dominance) beside the classes,
+        # on the same pooled vector; its own layer norm, so the class head's running statistics see one pass.
+        self.dimension_head = None
+        if config.dimensions:
+            pooled = 2 * self.hidden_size
+            self.dimension_head = nn.Sequential(
+                nn.LayerNorm(pooled), nn.Linear(pooled, config.head_hidden), nn.ReLU(), nn.Dropout(config.dropout),
+                nn.Linear(config.head_hidden, len(config.dimensions)),
+            )
         self._frozen_module_names: list[str] = []
         self._apply_freezing()
 
@@ -506,6 +519,16 @@ class SSLClassifier(RenamedStateKeys, nn.Module):
         """The running mean of the training embeddings kept by ``head_norm`` ("running" or "batch"), or None."""
         return self.head.pooled_mean()
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits (B, num_labels) of waveforms (B, S) at 16 kHz with ``lengths`` (B,) in samples."""
-        return self.classify(self.embed(waveforms, lengths))
+    def dimensions(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Emotion dimensions (B, len(config.dimensions)) of pooled embeddings (B, 2 * D)."""
+        if self.dimension_head is None:
+            raise ValueError("this model has no dimension head (model.dimensions is empty)")
+        return self.dimension_head(pooled)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, with_dimensions: bool = False):
+        """Class logits (B, num_labels) of waveforms (B, S) at 16 kHz with ``lengths`` (B,) in samples; with
+        ``with_dimensions``, ``(logits, dimensions)`` from one pass."""
+        pooled = self.embed(waveforms, lengths)
+        if with_dimensions:
+            return self.classify(pooled), self.dimensions(pooled)
+        return self.classify(pooled)

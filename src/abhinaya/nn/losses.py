@@ -226,6 +226,28 @@ def vs_loss(
     return _vs_loss_from_terms(logits, target, scale, offset, weight)
 
 
+def concordance_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - CCC`` averaged over dimensions: ``predicted`` and ``target`` ``(B, K)``; a NaN target (an utterance
+    without that rating) is left out of its dimension; a dimension with fewer than 2 rated utterances in the batch
+    adds nothing. CCC = 2 cov(x, y) / (var x + var y + (mean x - mean y)^2), with population statistics."""
+    if predicted.shape != target.shape or predicted.ndim != 2:
+        raise ValueError(f"predicted {tuple(predicted.shape)} and target {tuple(target.shape)} must be the same (B, K)")
+    predicted, target = predicted.float(), target.to(predicted.device).float()
+    losses = []
+    for k in range(predicted.shape[1]):
+        rated = ~torch.isnan(target[:, k])
+        if int(rated.sum()) < 2:
+            continue
+        x, y = predicted[rated, k], target[rated, k]
+        mx, my = x.mean(), y.mean()
+        cov = ((x - mx) * (y - my)).mean()
+        ccc = 2 * cov / (x.var(unbiased=False) + y.var(unbiased=False) + (mx - my) ** 2 + 1e-8)
+        losses.append(1 - ccc)
+    if not losses:
+        return predicted.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
 class WeightedCrossEntropyLoss(nn.Module):
     """``weighted_cross_entropy`` as a module; ``weight`` ``(C,)`` is a buffer (or ``None``)."""
 

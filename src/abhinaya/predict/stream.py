@@ -40,7 +40,7 @@ from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.predict.inputs import NothingToPredict
 from abhinaya.predict.long_audio import Recording, RecordingPredictions
-from abhinaya.predictions import PredictionTable
+from abhinaya.predictions import DimensionTable, PredictionTable
 
 PART_VERSION = 1
 DEFAULT_BLOCK_SIZE = 256
@@ -59,6 +59,7 @@ class BlockResult:
     recordings: list[Recording] | None = None
     segmented: bool = False
     members: dict[str, PredictionTable] = field(default_factory=dict)
+    dimensions: DimensionTable | None = None  # a model with a dimension head: its dimensions of the table's rows
 
 
 class BlockPredictor(Protocol):
@@ -241,6 +242,9 @@ class PartWriter:
             "recordings": None if result.recordings is None else [_recording_json(r) for r in result.recordings],
             "segmented": bool(result.segmented),
             "members": {name: _table_json(t) for name, t in result.members.items()},
+            "dimensions": None if result.dimensions is None else {
+                "ids": list(result.dimensions.ids), "names": list(result.dimensions.names),
+                "values": [[round(float(v), 6) for v in row] for row in result.dimensions.values]},
         })
 
     def close(self) -> None:
@@ -257,6 +261,7 @@ class StreamResult:
     num_inputs: int
     num_without_prediction: int
     num_resumed: int
+    dimensions: DimensionTable | None = None
 
 
 def _order_keys(utterances: Sequence[Utterance], block: dict) -> dict[str, tuple[int, int]]:
@@ -326,6 +331,12 @@ def merge_parts(blocks: list[dict], utterances: Sequence[Utterance], source: str
         merged = _merge_tables([(block["members"].get(name), keys) for block, keys in parts], name)
         if merged is not None:
             members[name] = merged
+    dimensions = None
+    found = [(block["dimensions"], keys) for block, keys in parts if block.get("dimensions")]
+    if found:
+        rows = sorted((keys.get(i, (1 << 62, 0)), i, v) for data, keys in found
+                      for i, v in zip(data["ids"], data["values"]))
+        dimensions = DimensionTable([r[1] for r in rows], found[0][0]["names"], [r[2] for r in rows])
     predicted = set()
     if table is not None:
         keys_all = {}
@@ -334,7 +345,7 @@ def merge_parts(blocks: list[dict], utterances: Sequence[Utterance], source: str
         predicted = {keys_all[row_id][0] for row_id in table.ids if row_id in keys_all}
     return StreamResult(
         RecordingPredictions(table, recordings) if table is not None else None,
-        members, len(utterances), len(utterances) - len(predicted), 0,
+        members, len(utterances), len(utterances) - len(predicted), 0, dimensions,
     )
 
 

@@ -32,7 +32,7 @@ from abhinaya.data.utterances import experiment_label_set, load_experiment_utter
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.members import Member, Recipe, get_member
-from abhinaya.nn.losses import build_loss
+from abhinaya.nn.losses import build_loss, concordance_loss
 from abhinaya.recipes import TrainConfig, read_yaml, to_dict
 from abhinaya.train import selection
 from abhinaya.train.state import Progress, RunFiles, TrainingError, seed_everything
@@ -100,6 +100,7 @@ class Trainer:
         self._log = log
         self.train_masks: torch.Tensor | None = None  # (N, C) classes of each training utterance's corpus
         self.train_targets: torch.Tensor | None = None  # (N, C) vote distributions (loss.soft_labels)
+        self.train_dimensions: torch.Tensor | None = None  # (N, K) dimension ratings (model.dimensions)
 
     def log(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -175,8 +176,14 @@ class Trainer:
             for batch in epoch_loader:
                 with accelerator.accumulate(model), _without_grad(held if accelerator.num_processes == 1 else []):
                     with accelerator.autocast():
-                        logits = member.logits(model, batch)
+                        if self.train_dimensions is None:
+                            logits = member.logits(model, batch)
+                        else:
+                            logits, dimensions = member.logits_and_dimensions(model, batch)
                     loss = loss_fn(self._masked(logits.float(), batch), self._targets(batch))
+                    if self.train_dimensions is not None:
+                        rated = self.train_dimensions[batch["index"].cpu()]
+                        loss = loss + self.recipe.loss.dimensions_weight * concordance_loss(dimensions.float(), rated)
                     accelerator.backward(loss)
                     for p in held:
                         p.grad = None
@@ -336,6 +343,7 @@ class Trainer:
             groups=groups, group_weights=weights,
         )
         loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=member.collate, num_workers=cfg.num_workers)
+        self.train_dimensions = self._dimension_targets(member, train_set.utterances)
         soft = self.recipe.loss.soft_labels
         targets = soft_targets(train_set.utterances, data.label_set) if soft else None
         self.train_targets = torch.from_numpy(targets).float() if soft else None
@@ -363,6 +371,25 @@ class Trainer:
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule_for(g) for g in optimizer.param_groups])
         return member, model, train_set, dev_set, sampler, loader, loss_fn, optimizer, scheduler
+
+    def _dimension_targets(self, member: Member, utterances) -> torch.Tensor | None:
+        """``(N, K)`` ratings of the member's dimensions (``attributes``; NaN where missing), when it has a dimension
+        head and ``loss.dimensions_weight`` is above 0; else None."""
+        names = member.dimension_names()
+        weight = self.recipe.loss.dimensions_weight
+        if not names or weight <= 0:
+            if names:
+                self.log(f"note: the model has a dimension head ({', '.join(names)}) but loss.dimensions_weight is 0; "
+                         "it is not trained")
+            return None
+        values = dimension_ratings(utterances, names)
+        rated = int((~np.isnan(values)).any(axis=1).sum())
+        if not rated:
+            raise TrainingError(f"model.dimensions asks for {', '.join(names)}, but no training utterance has them in "
+                                "its attributes")
+        self.log(f"dimensions: {', '.join(names)} from the attributes of {rated} of {len(utterances)} training "
+                 f"utterances, concordance loss weight {weight:g}")
+        return torch.from_numpy(values).float()
 
     def _targets(self, batch: dict) -> torch.Tensor:
         """The batch's class indices, or with ``loss.soft_labels`` its vote distributions ``(B, C)``."""
@@ -492,6 +519,17 @@ def sampled_counts(groups: np.ndarray, weights, labels, num_classes: int) -> np.
         if mine.sum() > 0:
             counts += share * len(labels) * mine.sum(axis=0) / mine.sum()
     return counts
+
+
+def dimension_ratings(utterances, names) -> np.ndarray:
+    """``(N, K)``: each utterance's ``attributes[name]`` for the K ``names`` (NaN where it has none)."""
+    out = np.full((len(utterances), len(names)), np.nan)
+    for i, utt in enumerate(utterances):
+        for k, name in enumerate(names):
+            value = (utt.attributes or {}).get(name)
+            if value is not None:
+                out[i, k] = float(value)
+    return out
 
 
 def soft_targets(utterances, label_set: LabelSet) -> np.ndarray:

@@ -22,6 +22,7 @@ import random
 import time
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from abhinaya import runs
@@ -132,6 +133,19 @@ class DevSelection:
         report = classification_report([u.label for u in utterances], table.labels, list(self.label_set))
         record: dict[str, Any] = {k: report[k] for k in ("macro_f1", "ua", "wa", "weighted_f1")}
         record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
+        names = self.member.dimension_names()
+        if names:  # the dimension head on dev: ccc_<name> for each dimension the dev utterances are rated on
+            from abhinaya.evaluation.metrics import concordance_correlation
+            from abhinaya.predict.engine import gather_rows
+            from abhinaya.train.loop import dimension_ratings
+
+            _, predicted = gather_rows(self.member, "dimensions", model, self.dev_set, self.batch_size,
+                                       self.accelerator, False, "dev dimensions")
+            ratings = dimension_ratings(utterances, names)
+            for k, name in enumerate(names):
+                rated = ~np.isnan(ratings[:, k])
+                if rated.sum() >= 2:
+                    record[f"ccc_{name}"] = concordance_correlation(predicted[rated, k], ratings[rated, k])
         if self.corpus_classes is not None:  # each corpus on its own classes: <name>_macro_f1, <name>_ua
             for name, classes in self.corpus_classes.items():
                 rows = [i for i, u in enumerate(utterances) if u.corpus == name]
