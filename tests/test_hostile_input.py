@@ -159,3 +159,19 @@ def test_any_csv_listing(tmp_path, header, rows, tail, check):
         assert utt.id and utt.audio and utt.label
     for problem in result.problems:
         assert str(path) in problem or str(tmp_path) in problem
+
+
+@FAST
+@given(header=st.lists(st.sampled_from(["FileName", "arousal", "valence", "x", ""]), max_size=4),
+       rows=st.lists(st.lists(CELLS, max_size=4), max_size=5), tail=st.binary(max_size=6))
+def test_any_dimensions_table(tmp_path, header, rows, tail):
+    from abhinaya.predictions import read_dimensions
+
+    path = tmp_path / "p.dimensions.csv"
+    path.write_bytes("\n".join(",".join(cells) for cells in [header, *rows]).encode("utf-8") + tail)
+    try:
+        table = read_dimensions(path)
+    except PredictionError as err:
+        assert str(path) in str(err)
+        return
+    assert table.values.shape == (len(table.ids), len(table.names)) and np.isfinite(table.values).all()
