@@ -6,7 +6,8 @@
 Models (each trained once into ``OUT/<model>``; a finished run is reused, an interrupted one resumed):
 
 - ``union``: ``recipes/multi/s1.yaml`` as shipped (with its augmentation: rooms, telephone codecs, coloured noise);
-- ``union_plain``: the same without that augmentation, with the single-corpus recipes' white noise instead;
+- ``union_plain``: the same without that augmentation, with the single-corpus recipes' white noise instead; other
+  variants of ``VARIANTS`` (``union_12``: 12 epochs; ``union_ravdess2``: RAVDESS drawn twice as often as EmoDB);
 - ``ravdess``: ``recipes/ravdess/s1.yaml``; ``emodb``: ``recipes/emodb/s1.yaml``.
 
 Dev speakers are the recipes' (RAVDESS 19-20, EmoDB 14-15); the test speakers of ``--ravdess-test`` /
@@ -27,10 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-RECIPES = {"union": "recipes/multi/s1.yaml", "union_plain": "recipes/multi/s1.yaml",
-           "ravdess": "recipes/ravdess/s1.yaml", "emodb": "recipes/emodb/s1.yaml"}
-# union_plain: the multi-corpus recipe without its augmentation, with the single-corpus recipes' white noise instead
-PLAIN = ["audio.augment=[]", "audio.noise_snr_db=15.0"]
+RECIPES = {"union": "recipes/multi/s1.yaml", "ravdess": "recipes/ravdess/s1.yaml", "emodb": "recipes/emodb/s1.yaml"}
+# Variants of the multi-corpus recipe (--models NAME): overrides on top of it. union_plain: without its
+# augmentation, with the single-corpus recipes' white noise instead.
+VARIANTS = {
+    "union_plain": ["audio.augment=[]", "audio.noise_snr_db=15.0"],
+    "union_12": ["train.epochs=12"],
+    "union_ravdess2": ["data.corpora.ravdess.weight=2.0"],
+}
 CONDITIONS = ["noise:snr=20", "noise:snr=10", "noise:snr=5", "noise:snr=0", "reverb:rt60=0.3", "reverb:rt60=0.6",
               "reverb:rt60=1.0", "telephone", "telephone+noise:snr=10"]
 DEV = {"ravdess": ["19", "20"], "emodb": ["14", "15"]}
@@ -50,8 +55,7 @@ def train_overrides(model: str, data: Path, ravdess_test: list[str], emodb_test:
         sets = [f"data.roots.ravdess={data / 'ravdess'}", f"data.roots.emodb={data / 'emodb'}",
                 f"data.corpora.ravdess.test_speakers={json.dumps(ravdess_test)}",
                 f"data.corpora.emodb.test_speakers={json.dumps(emodb_test)}"]
-        if model == "union_plain":
-            sets += PLAIN
+        sets += VARIANTS.get(model, [])
         return sets
     test = ravdess_test if model == "ravdess" else emodb_test
     return [f"data.root={data / model}", f"data.test_speakers={json.dumps(test)}"]
@@ -129,7 +133,7 @@ def main() -> None:
         if not (run_dir / "summary.json").is_file():
             resume = ["--resume"] if (run_dir / "config.yaml").is_file() else []
             overrides = [x for o in train_overrides(model, data, ravdess_test, emodb_test) for x in ("--set", o)]
-            run([*cli, "train", RECIPES[model], *overrides, "--set", "train.progress=false", "-o", str(run_dir),
+            run([*cli, "train", RECIPES.get(model, RECIPES["union"]), *overrides, "--set", "train.progress=false", "-o", str(run_dir),
                  *resume], log)
         summary = json.loads((run_dir / "summary.json").read_text())
         entry = results["models"].setdefault(model, {})
