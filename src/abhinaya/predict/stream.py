@@ -402,7 +402,7 @@ def predict_streaming(
                 finished += len(block)
                 bar.update(len(block))
                 now = time.monotonic()
-                if rank == 0 and (bar.disable) and now - last_line > 30 and finished < total:
+                if rank == 0 and bar.disable and now - last_line > 30 and finished < total:
                     rate = finished / (now - started)
                     report(f"{finished}/{total} inputs predicted, about {(total - finished) / rate / 60:.0f} min left")
                     last_line = now

@@ -169,7 +169,7 @@ _VAD_LOCK = threading.Lock()
 def _long_answer(long: LongClip, results: list[ItemResult]) -> dict[str, Any]:
     """The answer for a segmented upload: each segment's class and probabilities with its times; overall, the class
     with the most speech time and the probabilities averaged over the segments, weighted by their durations."""
-    segments, time, weighted, total = [], {}, None, 0.0
+    segments, time, weighted, total = [], {}, {}, 0.0
     notes = [f"{long.clip.duration:.1f} s cut into {len(long.pieces)} segment(s) by the {long.detector} "
              "voice-activity detector"]
     for (start, end), result in zip(long.pieces, results):
@@ -180,7 +180,8 @@ def _long_answer(long: LongClip, results: list[ItemResult]) -> dict[str, Any]:
         if result.probabilities is not None:
             seconds = end - start
             total += seconds
-            weighted = {k: (weighted or {}).get(k, 0.0) + seconds * v for k, v in result.probabilities.items()}
+            for label, p in result.probabilities.items():
+                weighted[label] = weighted.get(label, 0.0) + seconds * p
         notes += [n for n in result.notes if n not in notes]
     if not long.pieces:
         notes.append("no speech found: nothing to predict")
