@@ -82,3 +82,32 @@ def test_read_accepts_byte_order_mark(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(PredictionError, match="not found"):
         read_predictions(tmp_path / "nope.csv")
+
+
+def test_restrict_classes_renormalises_and_decides_among_the_chosen():
+    from abhinaya.predictions import restrict_classes
+
+    labels = LabelSet(["neutral", "calm", "happy", "sad", "angry"])
+    probs = np.array([[0.1, 0.5, 0.2, 0.1, 0.1],    # calm wins overall; happy among the four
+                      [0.0, 1.0, 0.0, 0.0, 0.0]])   # all mass outside: uniform over the four
+    table = table_from_probs(["a", "b"], probs, labels, source="t.csv")
+    out = restrict_classes(table, ["Anger", "sad", "joy", "neutral"])
+    assert list(out.label_set) == ["neutral", "happy", "sad", "angry"]  # the model's order, synonyms mapped
+    np.testing.assert_allclose(out.probs[0], [0.2, 0.4, 0.2, 0.2])
+    np.testing.assert_allclose(out.probs[1], [0.25] * 4)
+    assert out.labels[0] == "happy" and out.ids == ["a", "b"]
+
+
+@pytest.mark.parametrize("classes, message", [
+    (["happy", "boredom"], "the model has no class 'boredom'"),
+    (["happy", "thunder"], "unknown emotion label 'thunder'"),
+    (["happy", "joy"], "at least two classes"),
+])
+def test_restrict_classes_names_what_is_wrong(classes, message):
+    from abhinaya.predictions import PredictionError, restrict_classes
+
+    table = table_from_probs(["a"], np.array([[0.5, 0.5]]), LabelSet(["happy", "sad"]), source="t.csv")
+    with pytest.raises(PredictionError, match=message):
+        restrict_classes(table, classes)
+    with pytest.raises(PredictionError, match="labels only"):
+        restrict_classes(PredictionTable(["a"], ["happy"], source="v.csv"), ["happy", "sad"])

@@ -119,6 +119,7 @@ def cmd_predict(args) -> int:
             mode=args.segment, segment=SegmentConfig(vad=args.vad, **segment))
     except ValueError as err:
         raise CLIError(str(err)) from None
+    classes = _predict_classes(args)
     options = dict(batch_size=args.batch_size, device=args.device, report=report, speaker_norm=args.speaker_norm,
                    long_audio=long_audio, corrupt=args.corrupt)
     # The inputs are gathered and checked before any model is loaded (that takes seconds; a mistyped path should not).
@@ -147,6 +148,15 @@ def cmd_predict(args) -> int:
         remove_parts(args.output)
         raise NothingToPredict()
     result = streamed.result
+    if classes:
+        from abhinaya.predictions import PredictionError, restrict_classes
+
+        try:  # the part files are still there: a rerun with other --classes predicts nothing again
+            result.table = restrict_classes(result.table, classes)
+            streamed.members = {name: restrict_classes(table, classes) for name, table in streamed.members.items()
+                                if table.probs is not None}
+        except PredictionError as err:
+            raise CLIError(str(err)) from None
     written = write_recording_outputs(args.output, result, plot=args.plot, format=args.format)
     for name, table in streamed.members.items():
         write_predictions(Path(args.members) / f"{name}.csv", table)
@@ -171,6 +181,36 @@ def cmd_predict(args) -> int:
     if args.members:
         print(f"each member's predictions: {args.members}/<member>.csv")
     return 0
+
+
+def _predict_classes(args) -> list[str]:
+    """``--classes`` as a list, checked against the run's classes before any model is loaded (a member's run folder
+    names them; a system's are checked on its table)."""
+    if not args.classes:
+        return []
+    from abhinaya.labels import LabelSet, canonical_label
+    from abhinaya.predictions import PredictionError, restrict_classes
+
+    names = [name.strip() for name in args.classes.split(",") if name.strip()]
+    try:
+        for name in names:
+            canonical_label(name)
+    except ValueError as err:
+        raise CLIError(f"--classes: {err}") from None
+    labels_file = Path(args.run_dir) / "labels.json"
+    if labels_file.is_file():
+        import numpy as np
+
+        from abhinaya.predictions import PredictionTable
+
+        label_set = LabelSet.load(labels_file)
+        probe = PredictionTable(["x"], [label_set.labels[0]], np.full((1, len(label_set)), 1.0 / len(label_set)),
+                                label_set, source=str(args.run_dir))
+        try:
+            restrict_classes(probe, names)
+        except PredictionError as err:
+            raise CLIError(f"--classes: {err}") from None
+    return names
 
 
 # ----------------------------------------------------------------------------- run
@@ -468,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corrupt every input before the model, to measure robustness: noise:snr=10 (white; "
                    "colour=-3 pink), reverb:rt60=0.6, telephone (300-3400 Hz and a codec: codec=gsm|mulaw|mp3), "
                    "gain:gain=-6, joined with + (telephone+noise:snr=10); seeded by each input's id")
+    p.add_argument("--classes", metavar="LIST",
+                   help="decide among these classes only, comma-separated (neutral,happy,sad,angry): for a corpus "
+                   "with fewer classes than the model; their probabilities are renormalised and the others left out "
+                   "of the table")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="combine prediction tables by voting, or by a combiner fitted on dev")
