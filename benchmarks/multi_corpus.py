@@ -7,7 +7,8 @@ Models (each trained once into ``OUT/<model>``; a finished run is reused, an int
 
 - ``union``: ``recipes/multi/s1.yaml`` as shipped (with its augmentation: rooms, telephone codecs, coloured noise);
 - ``union_plain``: the same without that augmentation, with the single-corpus recipes' white noise instead; other
-  variants of ``VARIANTS`` (``union_12``: 12 epochs; ``union_ravdess2``: RAVDESS drawn twice as often as EmoDB);
+  variants of ``VARIANTS`` (``union_12``: 12 epochs; ``union_ravdess2``: RAVDESS drawn twice as often as EmoDB;
+  ``union_seed1``, ``union_seed2``: the shipped recipe with other seeds);
 - ``ravdess``: ``recipes/ravdess/s1.yaml``; ``emodb``: ``recipes/emodb/s1.yaml``.
 
 Dev speakers are the recipes' (RAVDESS 19-20, EmoDB 14-15); the test speakers of ``--ravdess-test`` /
@@ -35,6 +36,9 @@ VARIANTS = {
     "union_plain": ["audio.augment=[]", "audio.noise_snr_db=15.0"],
     "union_12": ["train.epochs=12"],
     "union_ravdess2": ["data.corpora.ravdess.weight=2.0"],
+    # the shipped recipe with other seeds (model initialisation, data order, augmentation draws)
+    "union_seed1": ["train.seed=1"],
+    "union_seed2": ["train.seed=2"],
 }
 CONDITIONS = ["noise:snr=20", "noise:snr=10", "noise:snr=5", "noise:snr=0", "reverb:rt60=0.3", "reverb:rt60=0.6",
               "reverb:rt60=1.0", "telephone", "telephone+noise:snr=10"]
