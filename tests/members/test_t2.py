@@ -75,7 +75,7 @@ def test_resume_continues_from_the_trained_part(tmp_path, tiny_llama_dir, meld, 
 
     recipe_path = write_recipe(tmp_path / "t2.yaml", tiny_llama_dir, meld)
     full = training.train(load_recipe(recipe_path), tmp_path / "full", log=lambda _: None)
-    real = selection.predict_probabilities
+    real = selection.predict_with_dimensions
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -84,10 +84,10 @@ def test_resume_continues_from_the_trained_part(tmp_path, tiny_llama_dir, meld, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(selection, "predict_probabilities", interrupted)
+    monkeypatch.setattr(selection, "predict_with_dimensions", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.train(load_recipe(recipe_path), tmp_path / "cut", log=lambda _: None)
-    monkeypatch.setattr(selection, "predict_probabilities", real)
+    monkeypatch.setattr(selection, "predict_with_dimensions", real)
     resumed = training.train(load_recipe(recipe_path), tmp_path / "cut", resume=True, log=lambda _: None)
     assert resumed["epochs_run"] == full["epochs_run"] == 2
     a = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]

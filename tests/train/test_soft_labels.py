@@ -115,3 +115,36 @@ def test_s1_multitask_trains_on_votes_and_dimensions(tmp_path, tiny_wavlm_dir, m
     report = json.loads(capsys.readouterr().out)
     assert set(report["ccc"]) == {"arousal", "valence", "dominance"}
     assert report["ccc"]["arousal"]["num_utterances"] == 16
+
+    # the dimensions come from the same pass over the audio as the classes: each batch is encoded once, and the
+    # values are the dimension head of the model's own forward pass
+    import numpy as np
+    import torch
+
+    from abhinaya.manifest import read_manifest
+    from abhinaya.models.ssl_classifier import SSLClassifier
+    from abhinaya.predict.inputs import predict_utterances_and_dimensions
+    from abhinaya.runs import load_run
+
+    loaded = load_run(run)
+    utterances = [u for u in read_manifest(run / "data" / "splits.jsonl") if u.split == "test1"]
+    calls = []
+    original = SSLClassifier.embed
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    SSLClassifier.embed = counted
+    try:
+        table, dimensions = predict_utterances_and_dimensions(loaded, utterances, batch_size=4, progress=False,
+                                                              report=lambda _: None)
+    finally:
+        SSLClassifier.embed = original
+    assert len(calls) == 4 and dimensions.ids == table.ids  # 16 utterances in batches of 4, one encoding each
+    dataset = loaded.member.dataset(utterances[:1], None, train=False)
+    batch = loaded.member.collate([dataset[0]])
+    with torch.inference_mode():
+        _, direct = loaded.model(batch["waveforms"], batch["lengths"], with_dimensions=True)
+    row = dimensions.ids.index(utterances[0].id)
+    np.testing.assert_allclose(dimensions.values[row], direct[0].numpy(), atol=1e-5)

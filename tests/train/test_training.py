@@ -32,7 +32,7 @@ def write_recipe(path, tiny_whisper_dir, root, **train):
 
 def interrupt_then_resume(monkeypatch, recipe_path, run_dir, dies_at_dev_evaluation: int) -> dict:
     """Train until the given dev evaluation (1-based) raises KeyboardInterrupt, then resume the run to its end."""
-    real = selection.predict_probabilities
+    real = selection.predict_with_dimensions
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -41,10 +41,10 @@ def interrupt_then_resume(monkeypatch, recipe_path, run_dir, dies_at_dev_evaluat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(selection, "predict_probabilities", interrupted)
+    monkeypatch.setattr(selection, "predict_with_dimensions", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.train(load_recipe(recipe_path), run_dir, log=lambda _: None)
-    monkeypatch.setattr(selection, "predict_probabilities", real)
+    monkeypatch.setattr(selection, "predict_with_dimensions", real)
     return training.train(load_recipe(recipe_path), run_dir, resume=True, log=lambda _: None)
 
 

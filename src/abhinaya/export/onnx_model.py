@@ -17,6 +17,7 @@ the prediction engine call (``forward``, ``embed``, ``classify``, ``pooled_mean`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,8 @@ def load_onnx_run(
 
     model = load_onnx_model(path, threads=torch.get_num_threads() if threads is None else threads)
     recipe = load_onnx_recipe(path)
+    if getattr(recipe.model, "dimensions", None):  # the graph holds the class head only, not a dimension head
+        recipe = replace(recipe, model=replace(recipe.model, dimensions=[]))
     member = get_member(recipe.member)(recipe)
     mean = model.sidecar.get("reference_mean")
     reference = None if mean is None else torch.tensor(mean, dtype=torch.float32)

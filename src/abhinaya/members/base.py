@@ -89,6 +89,10 @@ class Member:
         """``(B, C)`` logits of pooled vectors from ``embed``."""
         raise NotImplementedError(f"member {self.name} has no pooled vector")
 
+    def dimensions_of_pooled(self, model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` emotion dimensions of pooled vectors from ``embed`` (members with a dimension head)."""
+        raise NotImplementedError(f"member {self.name} has no dimension head")
+
     def pooled_mean(self, model: torch.nn.Module) -> torch.Tensor:
         """The training mean of the pooled vector, which ``predict.speaker_norm`` moves each speaker's mean to.
         Raises ValueError where the member or its model has none."""

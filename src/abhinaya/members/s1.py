@@ -66,8 +66,8 @@ class S1Member(Member):
         """Class logits and dimensions from one forward pass (through the wrapper, as training needs)."""
         return model(batch["waveforms"], batch["lengths"], with_dimensions=True)
 
-    def dimensions(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
-        return model(batch["waveforms"], batch["lengths"], with_dimensions=True)[1]
+    def dimensions_of_pooled(self, model: SSLClassifier, embeddings: torch.Tensor) -> torch.Tensor:
+        return unwrap(model).dimensions(embeddings)
 
     def embed(self, model: SSLClassifier, batch: dict[str, Any]) -> torch.Tensor:
         return unwrap(model).embed(batch["waveforms"], batch["lengths"])

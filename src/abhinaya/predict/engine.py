@@ -10,6 +10,7 @@ asks for it, toward a reference mean the caller names.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +48,55 @@ def predict_probabilities(
         return ids, classify_pooled(member, model, pooled, speakers_of(dataset, predict), predict, reference)
     ids, logits = gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
     return ids, softmax(logits)
+
+
+@dataclass
+class Predicted:
+    """What ``predict_with_dimensions`` gives: probabilities ``(N, C)`` and, for a member with a dimension head,
+    its dimensions ``(N, K)`` (``member.dimension_names()`` order), one row per utterance in dataset order."""
+
+    ids: list[str]
+    probs: np.ndarray
+    dimensions: np.ndarray | None = None
+
+
+def predict_with_dimensions(
+    member: Member,
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    desc: str = "predict",
+    predict: PredictConfig | None = None,
+    reference: torch.Tensor | None = None,
+) -> Predicted:
+    """As ``predict_probabilities``, and for a member with a dimension head its dimensions too, from the same pass
+    over the audio: the pooled vectors are gathered once, the class head takes them (each speaker's moved toward
+    ``reference`` where ``predict.speaker_norm`` says) and the dimension head takes them as they are, as in
+    training. A member without a dimension head is predicted exactly as ``predict_probabilities`` does."""
+    if not member.dimension_names():
+        ids, probs = predict_probabilities(member, model, dataset, batch_size, accelerator=accelerator,
+                                           progress=progress, desc=desc, predict=predict, reference=reference)
+        return Predicted(ids, probs)
+    ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
+    config = predict if predict is not None else PredictConfig()
+    probs = classify_pooled(member, model, pooled, speakers_of(dataset, config), config, reference)
+    return Predicted(ids, probs, dimensions_of_pooled(member, model, pooled))
+
+
+def dimensions_of_pooled(member: Member, model: torch.nn.Module, pooled: np.ndarray) -> np.ndarray:
+    """The dimension head's ``(N, K)`` outputs for pooled vectors ``(N, D)`` from ``predict_pooled``."""
+    if not len(pooled):
+        return np.zeros((0, len(member.dimension_names())), dtype=np.float32)
+    device = next(iter(model.parameters())).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        values = member.dimensions_of_pooled(model, torch.from_numpy(pooled).to(device, torch.float32))
+    model.train(was_training)
+    return values.float().cpu().numpy()
 
 
 def speakers_of(dataset, predict: PredictConfig) -> list[str | None]:

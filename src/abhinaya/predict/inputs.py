@@ -29,14 +29,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from abhinaya.audio import AUDIO_EXTENSIONS, find_audio_files
 from abhinaya.labels import MSP_PODCAST_CODES, canonical_label
 from abhinaya.manifest import Utterance, read_manifest
-from abhinaya.predict.engine import predict_probabilities
+from abhinaya.predict.engine import predict_with_dimensions
 from abhinaya.predict.speaker_norm import speaker_counts
-from abhinaya.predictions import PredictionTable, table_from_probs
+from abhinaya.predictions import DimensionTable, PredictionTable, table_from_probs
 from abhinaya.recipes import SPEAKER_SOURCES, PredictConfig, Recipe
 from abhinaya.runs import REFERENCE_MEAN_FILE, LoadedRun, load_run, load_run_recipe
 
@@ -148,6 +149,21 @@ def predict_utterances(
     reported and left out of the table, audio cut to its first ``max_eval_seconds`` is reported too.
     ``speaker_norm``: per-speaker normalisation on or off, whatever the run's ``predict.speaker_norm`` says (None:
     as the run). Speakers are moved to the run's reference mean (``LoadedRun.reference_mean``)."""
+    return predict_utterances_and_dimensions(run, utterances, batch_size=batch_size, progress=progress,
+                                             report=report, speaker_norm=speaker_norm)[0]
+
+
+def predict_utterances_and_dimensions(
+    run: LoadedRun,
+    utterances: Sequence[Utterance],
+    *,
+    batch_size: int | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
+) -> tuple[PredictionTable, DimensionTable | None]:
+    """``predict_utterances`` with, for a run whose model has a dimension head, the dimensions of the same rows from
+    the same pass over the audio (None otherwise)."""
     dataset = run.member.dataset(utterances, None, train=False, on_error="skip")
     for problem in dataset.errors:
         report(f"skipped: {problem}")
@@ -157,10 +173,18 @@ def predict_utterances(
         raise NothingToPredict()
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
     config, reference = prediction_settings(run, [u.speaker for u in dataset.utterances], speaker_norm, report)
-    ids, probs = predict_probabilities(
+    predicted = predict_with_dimensions(
         run.member, run.model, dataset, batch, progress=progress, desc="predict", predict=config, reference=reference
     )
-    return table_from_probs(ids, probs, run.label_set, source=str(run.run_dir))
+    table = table_from_probs(predicted.ids, predicted.probs, run.label_set, source=str(run.run_dir))
+    return table, dimension_table(run, predicted.ids, predicted.dimensions)
+
+
+def dimension_table(run: LoadedRun, ids: Sequence[str], values: np.ndarray | None) -> DimensionTable | None:
+    """The dimensions of ``ids`` as a table named by the run's dimension head (None without one)."""
+    if values is None:
+        return None
+    return DimensionTable(list(ids), run.member.dimension_names(), values)
 
 
 def prediction_settings(

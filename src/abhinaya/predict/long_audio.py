@@ -40,6 +40,7 @@ from abhinaya.audio import AudioError, audio_info
 from abhinaya.manifest import Utterance
 from abhinaya.predict.engine import (
     classify_pooled,
+    dimensions_of_pooled,
     predict_pooled,
     predict_probabilities,
     speakers_of,
@@ -57,7 +58,12 @@ from abhinaya.predict.segments import (
     find_segments,
     make_detector,
 )
-from abhinaya.predictions import PredictionTable, table_from_probs, write_predictions
+from abhinaya.predictions import (
+    DimensionTable,
+    PredictionTable,
+    table_from_probs,
+    write_predictions,
+)
 
 SEGMENT_MODES: tuple[str, ...] = ("auto", "always", "off")
 DEFAULT_MAX_INPUT = 30.0  # seconds, for members without an audio section (AudioConfig.max_eval_seconds)
@@ -255,7 +261,24 @@ def predict_chunked(
     """As ``predict_utterances``, but ``chunk_seconds`` of audio at a time (each chunk's dataset decoded, predicted
     and freed before the next), so memory stays bounded for hours of segments. Per-speaker normalisation gathers
     every pooled vector before the head, so a speaker's segments are normalised together whatever the chunks."""
+    return predict_chunked_and_dimensions(run, utterances, chunk_seconds=chunk_seconds, batch_size=batch_size,
+                                          progress=progress, report=report, speaker_norm=speaker_norm)[0]
+
+
+def predict_chunked_and_dimensions(
+    run,
+    utterances: Sequence[Utterance],
+    *,
+    chunk_seconds: float = 600.0,
+    batch_size: int | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    speaker_norm: bool | None = None,
+) -> tuple[PredictionTable, DimensionTable | None]:
+    """``predict_chunked`` with, for a model with a dimension head, the dimensions of the same rows from the same
+    pass (their pooled vectors are gathered, as with per-speaker normalisation); None otherwise."""
     member = _segment_member(run.member)
+    with_dimensions = bool(member.dimension_names())
     config, reference = prediction_settings(run, [u.speaker for u in utterances], speaker_norm, report)
     batch = batch_size or run.recipe.train.eval_batch_size or 2 * run.recipe.train.batch_size
     ids: list[str] = []
@@ -269,7 +292,7 @@ def predict_chunked(
             report(note)
         if len(dataset) == 0:
             continue
-        if config.speaker_norm:
+        if config.speaker_norm or with_dimensions:
             chunk_ids, values = predict_pooled(member, run.model, dataset, batch, progress=progress)
             speakers += speakers_of(dataset, config)
         else:
@@ -283,9 +306,12 @@ def predict_chunked(
     if not ids:
         raise NothingToPredict()
     values = np.concatenate(parts)
-    if config.speaker_norm:
+    dimensions = None
+    if with_dimensions:
+        dimensions = DimensionTable(ids, member.dimension_names(), dimensions_of_pooled(member, run.model, values))
+    if config.speaker_norm or with_dimensions:
         values = classify_pooled(member, run.model, values, speakers, config, reference)
-    return table_from_probs(ids, values, run.label_set, source=str(run.run_dir))
+    return table_from_probs(ids, values, run.label_set, source=str(run.run_dir)), dimensions
 
 
 def release_memory() -> None:

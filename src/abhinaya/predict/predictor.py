@@ -12,20 +12,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from abhinaya.data.corruption import describe_steps
 from abhinaya.manifest import Utterance
 from abhinaya.members import get_member
-from abhinaya.data.corruption import describe_steps
-from abhinaya.predict.inputs import InputError, NothingToPredict, load_run_for_prediction, predict_utterances
+from abhinaya.predict.inputs import (
+    InputError,
+    NothingToPredict,
+    load_run_for_prediction,
+    predict_utterances,
+    predict_utterances_and_dimensions,
+)
 from abhinaya.predict.long_audio import (
     LongAudioConfig,
     long_inputs,
     model_input_limits,
-    predict_chunked,
+    predict_chunked_and_dimensions,
     segment_inputs,
     whole_recordings,
 )
 from abhinaya.predict.stream import BlockResult, once
-from abhinaya.predictions import DimensionTable
 from abhinaya.recipes import Recipe, to_dict
 
 
@@ -87,8 +92,8 @@ class MemberPredictor:
         options = dict(batch_size=self.batch_size, progress=progress, report=self.report,
                        speaker_norm=self.speaker_norm)
         if self.long_audio is None:
-            table = predict_utterances(self.run, utterances, **options)
-            return BlockResult(table, dimensions=self._dimensions(utterances, table))
+            table, dimensions = predict_utterances_and_dimensions(self.run, utterances, **options)
+            return BlockResult(table, dimensions=dimensions)
         if self.reads_text:
             if not self._noted_text and (self.long_audio.mode == "always"
                                          or long_inputs(utterances, self.max_seconds)):
@@ -100,30 +105,14 @@ class MemberPredictor:
             segmented = segment_inputs(utterances, self.long_audio, folder, sample_rate=self.sample_rate,
                                        max_seconds=self.max_seconds, report=self.report)
             if segmented is None:
-                table = predict_utterances(self.run, utterances, **options)
+                table, dimensions = predict_utterances_and_dimensions(self.run, utterances, **options)
                 return BlockResult(table, whole_recordings(utterances, self.max_seconds), segmented=False,
-                                   dimensions=self._dimensions(utterances, table))
+                                   dimensions=dimensions)
             if not segmented.utterances:
                 raise NothingToPredict()
-            table = predict_chunked(self.run, segmented.utterances, chunk_seconds=self.long_audio.chunk_seconds,
-                                    **options)
-            return BlockResult(table, segmented.recordings, segmented=True,
-                               dimensions=self._dimensions(segmented.utterances, table))
-
-    def _dimensions(self, utterances: Sequence[Utterance], table) -> DimensionTable | None:
-        """The emotion dimensions of the rows of ``table`` (a model with a dimension head; None otherwise)."""
-        names = self.run.member.dimension_names()
-        if not names or table is None or not len(table):
-            return None
-        from abhinaya.predict.engine import gather_rows
-
-        kept = set(table.ids)
-        dataset = self.run.member.dataset([u for u in utterances if u.id in kept], None, train=False,
-                                          on_error="skip")
-        batch = self.batch_size or self.run.recipe.train.eval_batch_size or 2 * self.run.recipe.train.batch_size
-        ids, values = gather_rows(self.run.member, "dimensions", self.run.model, dataset, batch, None, False,
-                                  "dimensions")
-        return DimensionTable(ids, names, values)
+            table, dimensions = predict_chunked_and_dimensions(
+                self.run, segmented.utterances, chunk_seconds=self.long_audio.chunk_seconds, **options)
+            return BlockResult(table, segmented.recordings, segmented=True, dimensions=dimensions)
 
 
 def corruption_steps(recipe: Recipe, spec: str | None) -> list:

@@ -30,7 +30,7 @@ from abhinaya.evaluation.metrics import classification_report
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.members import Member, Recipe
-from abhinaya.predict.engine import predict_pooled, predict_probabilities
+from abhinaya.predict.engine import predict_pooled, predict_with_dimensions
 from abhinaya.predictions import PredictionTable, table_from_probs
 from abhinaya.recipes import TrainConfig
 from abhinaya.train.state import Progress, RunFiles, TrainingError, load_saved_state
@@ -120,10 +120,11 @@ class DevSelection:
         predict = self.recipe.predict
         if predict.speaker_norm and reference is None:
             reference = self.member.pooled_mean(model)
-        ids, probs = predict_probabilities(
+        predicted = predict_with_dimensions(
             self.member, model, self.dev_set, self.batch_size, accelerator=self.accelerator,
             progress=self.recipe.train.progress, desc="dev", predict=predict, reference=reference,
         )
+        ids, probs = predicted.ids, predicted.probs
         table = table_from_probs(ids, probs, self.label_set, source=runs.DEV_PREDICTIONS)
         utterances = self.dev_set.utterances
         if self.corpus_classes is not None:
@@ -136,16 +137,13 @@ class DevSelection:
         names = self.member.dimension_names()
         if names:  # the dimension head on dev: ccc_<name> for each dimension the dev utterances are rated on
             from abhinaya.evaluation.metrics import concordance_correlation
-            from abhinaya.predict.engine import gather_rows
             from abhinaya.train.loop import dimension_ratings
 
-            _, predicted = gather_rows(self.member, "dimensions", model, self.dev_set, self.batch_size,
-                                       self.accelerator, False, "dev dimensions")
             ratings = dimension_ratings(utterances, names)
             for k, name in enumerate(names):
                 rated = ~np.isnan(ratings[:, k])
                 if rated.sum() >= 2:
-                    record[f"ccc_{name}"] = concordance_correlation(predicted[rated, k], ratings[rated, k])
+                    record[f"ccc_{name}"] = concordance_correlation(predicted.dimensions[rated, k], ratings[rated, k])
         if self.corpus_classes is not None:  # each corpus on its own classes: <name>_macro_f1, <name>_ua
             for name, classes in self.corpus_classes.items():
                 rows = [i for i, u in enumerate(utterances) if u.corpus == name]
