@@ -136,21 +136,9 @@ def assign_speakers(utterances: list[Utterance], speaker_from: str, corpus: str 
     return [replace(u, speaker=str(f) if f is not None else None) for u, f in zip(utterances, folders)]
 
 
-def predict_utterances(
-    run: LoadedRun,
-    utterances: Sequence[Utterance],
-    *,
-    batch_size: int | None = None,
-    progress: bool = True,
-    report: Callable[[str], None] = print,
-    speaker_norm: bool | None = None,
-) -> PredictionTable:
-    """Predict ``utterances`` (speakers already assigned, see ``gather_inputs``) with a loaded run; unusable ones are
-    reported and left out of the table, audio cut to its first ``max_eval_seconds`` is reported too.
-    ``speaker_norm``: per-speaker normalisation on or off, whatever the run's ``predict.speaker_norm`` says (None:
-    as the run). Speakers are moved to the run's reference mean (``LoadedRun.reference_mean``)."""
-    return predict_utterances_and_dimensions(run, utterances, batch_size=batch_size, progress=progress,
-                                             report=report, speaker_norm=speaker_norm)[0]
+def predict_utterances(run: LoadedRun, utterances: Sequence[Utterance], **options) -> PredictionTable:
+    """The prediction table of ``predict_utterances_and_dimensions`` (same options), without the dimensions."""
+    return predict_utterances_and_dimensions(run, utterances, **options)[0]
 
 
 def predict_utterances_and_dimensions(
@@ -162,8 +150,12 @@ def predict_utterances_and_dimensions(
     report: Callable[[str], None] = print,
     speaker_norm: bool | None = None,
 ) -> tuple[PredictionTable, DimensionTable | None]:
-    """``predict_utterances`` with, for a run whose model has a dimension head, the dimensions of the same rows from
-    the same pass over the audio (None otherwise)."""
+    """Predict ``utterances`` (speakers already assigned, see ``gather_inputs``) with a loaded run; unusable ones are
+    reported and left out of the table, audio cut to its first ``max_eval_seconds`` is reported too.
+    ``speaker_norm``: per-speaker normalisation on or off, whatever the run's ``predict.speaker_norm`` says (None:
+    as the run). Speakers are moved to the run's reference mean (``LoadedRun.reference_mean``). Returns the table
+    and, for a run whose model has a dimension head, the dimensions of the same rows from the same pass over the
+    audio (None otherwise)."""
     dataset = run.member.dataset(utterances, None, train=False, on_error="skip")
     for problem in dataset.errors:
         report(f"skipped: {problem}")

@@ -248,21 +248,9 @@ def _segment_member(member):
     return type(member)(replace(member.recipe, model=replace(model, feature_cache=None)))
 
 
-def predict_chunked(
-    run,
-    utterances: Sequence[Utterance],
-    *,
-    chunk_seconds: float = 600.0,
-    batch_size: int | None = None,
-    progress: bool = True,
-    report: Callable[[str], None] = print,
-    speaker_norm: bool | None = None,
-) -> PredictionTable:
-    """As ``predict_utterances``, but ``chunk_seconds`` of audio at a time (each chunk's dataset decoded, predicted
-    and freed before the next), so memory stays bounded for hours of segments. Per-speaker normalisation gathers
-    every pooled vector before the head, so a speaker's segments are normalised together whatever the chunks."""
-    return predict_chunked_and_dimensions(run, utterances, chunk_seconds=chunk_seconds, batch_size=batch_size,
-                                          progress=progress, report=report, speaker_norm=speaker_norm)[0]
+def predict_chunked(run, utterances: Sequence[Utterance], **options) -> PredictionTable:
+    """The prediction table of ``predict_chunked_and_dimensions`` (same options), without the dimensions."""
+    return predict_chunked_and_dimensions(run, utterances, **options)[0]
 
 
 def predict_chunked_and_dimensions(
@@ -275,8 +263,10 @@ def predict_chunked_and_dimensions(
     report: Callable[[str], None] = print,
     speaker_norm: bool | None = None,
 ) -> tuple[PredictionTable, DimensionTable | None]:
-    """``predict_chunked`` with, for a model with a dimension head, the dimensions of the same rows from the same
-    pass (their pooled vectors are gathered, as with per-speaker normalisation); None otherwise."""
+    """As ``predict_utterances_and_dimensions``, but ``chunk_seconds`` of audio at a time (each chunk's dataset
+    decoded, predicted and freed before the next), so memory stays bounded for hours of segments. Per-speaker
+    normalisation gathers every pooled vector before the head, so a speaker's segments are normalised together
+    whatever the chunks; so does a dimension head, whose values come from the same pooled vectors."""
     member = _segment_member(run.member)
     with_dimensions = bool(member.dimension_names())
     config, reference = prediction_settings(run, [u.speaker for u in utterances], speaker_norm, report)
