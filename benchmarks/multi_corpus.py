@@ -9,7 +9,8 @@ Models (each trained once into ``OUT/<model>``; a finished run is reused, an int
 - ``union_plain``: the same without that augmentation, with the single-corpus recipes' white noise instead; other
   variants of ``VARIANTS`` (``union_12``: 12 epochs; ``union_ravdess2``: RAVDESS drawn twice as often as EmoDB;
   ``union_seed1``, ``union_seed2``: the shipped recipe with other seeds);
-- ``ravdess``: ``recipes/ravdess/s1.yaml``; ``emodb``: ``recipes/emodb/s1.yaml``.
+- ``ravdess``: ``recipes/ravdess/s1.yaml``; ``emodb``: ``recipes/emodb/s1.yaml``; their variants of ``VARIANTS``
+  (``ravdess_frozen``: the encoder frozen; ``ravdess_top2``: only its top two layers trained; the same for EmoDB).
 
 Dev speakers are the recipes' (RAVDESS 19-20, EmoDB 14-15); the test speakers of ``--ravdess-test`` /
 ``--emodb-test`` are moved out of training. Every model predicts the dev and test speakers of both corpora
@@ -39,6 +40,14 @@ VARIANTS = {
     # the shipped recipe with other seeds (model initialisation, data order, augmentation draws)
     "union_seed1": ["train.seed=1"],
     "union_seed2": ["train.seed=2"],
+    # how much of the encoder is fine-tuned, for transfer to a corpus not trained on: the whole Whisper encoder
+    # frozen (layer mix, pooling and head trained), or only its top two layers trained (the recipes train four)
+    "ravdess_frozen": ["model.freeze=encoder"],
+    "ravdess_top2": ["model.freeze_layers=4"],
+    "emodb_frozen": ["model.freeze=encoder"],
+    "emodb_top2": ["model.freeze_layers=4"],
+    "union_frozen": ["model.freeze=encoder"],
+    "union_top2": ["model.freeze_layers=4"],
 }
 CONDITIONS = ["noise:snr=20", "noise:snr=10", "noise:snr=5", "noise:snr=0", "reverb:rt60=0.3", "reverb:rt60=0.6",
               "reverb:rt60=1.0", "telephone", "telephone+noise:snr=10"]
@@ -54,15 +63,24 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def base_of(model: str) -> str:
+    """The recipe a model name starts from (``RECIPES``): ``union_12`` -> ``union``, ``ravdess_frozen`` -> ``ravdess``."""
+    base = model.split("_")[0]
+    if base not in RECIPES or (model != base and model not in VARIANTS):
+        raise SystemExit(f"unknown model {model!r}: one of {', '.join([*RECIPES, *VARIANTS])}")
+    return base
+
+
 def train_overrides(model: str, data: Path, ravdess_test: list[str], emodb_test: list[str]) -> list[str]:
-    if model.startswith("union"):
+    base = base_of(model)
+    if base == "union":
         sets = [f"data.roots.ravdess={data / 'ravdess'}", f"data.roots.emodb={data / 'emodb'}",
                 f"data.corpora.ravdess.test_speakers={json.dumps(ravdess_test)}",
                 f"data.corpora.emodb.test_speakers={json.dumps(emodb_test)}"]
-        sets += VARIANTS.get(model, [])
-        return sets
-    test = ravdess_test if model == "ravdess" else emodb_test
-    return [f"data.root={data / model}", f"data.test_speakers={json.dumps(test)}"]
+    else:
+        test = ravdess_test if base == "ravdess" else emodb_test
+        sets = [f"data.root={data / base}", f"data.test_speakers={json.dumps(test)}"]
+    return sets + VARIANTS.get(model, [])
 
 
 def manifests(data: Path, out: Path, ravdess_test: list[str], emodb_test: list[str]) -> dict[str, Path]:
@@ -137,7 +155,7 @@ def main() -> None:
         if not (run_dir / "summary.json").is_file():
             resume = ["--resume"] if (run_dir / "config.yaml").is_file() else []
             overrides = [x for o in train_overrides(model, data, ravdess_test, emodb_test) for x in ("--set", o)]
-            run([*cli, "train", RECIPES.get(model, RECIPES["union"]), *overrides, "--set", "train.progress=false", "-o", str(run_dir),
+            run([*cli, "train", RECIPES[base_of(model)], *overrides, "--set", "train.progress=false", "-o", str(run_dir),
                  *resume], log)
         summary = json.loads((run_dir / "summary.json").read_text())
         entry = results["models"].setdefault(model, {})
