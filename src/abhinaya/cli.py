@@ -128,6 +128,7 @@ def cmd_predict(args) -> int:
 
         predictor = SystemPredictor(args.run_dir, speaker_from=args.speaker_from,
                                     keep_members=args.members is not None, **options)
+        _check_classes(classes, [folder / "labels.json" for folder in predictor.folders.values()], str(args.run_dir))
         utterances = predictor.gather(args.inputs, split=args.split)
     else:
         if args.members:
@@ -136,6 +137,7 @@ def cmd_predict(args) -> int:
         from abhinaya.predict.inputs import inputs_for_run
         from abhinaya.predict.predictor import MemberPredictor
 
+        _check_classes(classes, [Path(args.run_dir) / "labels.json"], str(args.run_dir))
         recipe, source, utterances = inputs_for_run(args.run_dir, args.inputs, split=args.split,
                                                     speaker_from=args.speaker_from)
         predictor = MemberPredictor(args.run_dir, recipe, source, **options)
@@ -184,12 +186,10 @@ def cmd_predict(args) -> int:
 
 
 def _predict_classes(args) -> list[str]:
-    """``--classes`` as a list, checked against the run's classes before any model is loaded (a member's run folder
-    names them; a system's are checked on its table)."""
+    """``--classes`` as a list of emotion names (each one known, or a ``CLIError``)."""
     if not args.classes:
         return []
-    from abhinaya.labels import LabelSet, canonical_label
-    from abhinaya.predictions import PredictionError, restrict_classes
+    from abhinaya.labels import canonical_label
 
     names = [name.strip() for name in args.classes.split(",") if name.strip()]
     try:
@@ -197,20 +197,29 @@ def _predict_classes(args) -> list[str]:
             canonical_label(name)
     except ValueError as err:
         raise CLIError(f"--classes: {err}") from None
-    labels_file = Path(args.run_dir) / "labels.json"
-    if labels_file.is_file():
-        import numpy as np
-
-        from abhinaya.predictions import PredictionTable
-
-        label_set = LabelSet.load(labels_file)
-        probe = PredictionTable(["x"], [label_set.labels[0]], np.full((1, len(label_set)), 1.0 / len(label_set)),
-                                label_set, source=str(args.run_dir))
-        try:
-            restrict_classes(probe, names)
-        except PredictionError as err:
-            raise CLIError(f"--classes: {err}") from None
     return names
+
+
+def _check_classes(names: list[str], label_files: list[Path], where: str) -> None:
+    """``--classes`` against the classes of the run's model(s) (``labels.json`` of a member's run, of each member of a
+    system), before any model is loaded."""
+    import numpy as np
+
+    from abhinaya.labels import LabelSet
+    from abhinaya.predictions import PredictionError, PredictionTable, restrict_classes
+
+    known: list[str] = []
+    for path in label_files:
+        if path.is_file():
+            known += [label for label in LabelSet.load(path).labels if label not in known]
+    if not names or not known:
+        return
+    probe = PredictionTable(["x"], [known[0]], np.full((1, len(known)), 1.0 / len(known)), LabelSet(known),
+                            source=where)
+    try:
+        restrict_classes(probe, names)
+    except PredictionError as err:
+        raise CLIError(f"--classes: {err}") from None
 
 
 # ----------------------------------------------------------------------------- run

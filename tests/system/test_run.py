@@ -129,6 +129,31 @@ def test_predict_checks_its_inputs_before_loading_members(system_run, tmp_path, 
     assert "missing.wav" in capsys.readouterr().err
 
 
+def test_predict_classes_of_a_system_are_checked_before_loading_members(system_run, tmp_path, capsys, monkeypatch):
+    _, run_dir, _ = system_run
+    import abhinaya.runs
+
+    manifest = run_dir / "data" / "manifest.jsonl"
+    real = abhinaya.runs.load_run
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(abhinaya.runs, "load_run", no_loading)
+    code = main(["predict", str(run_dir), str(manifest), "--split", "test", "-o", str(tmp_path / "p.csv"),
+                 "--classes", "happy,boredom"])
+    assert code == 1 and "the model has no class 'boredom'" in capsys.readouterr().err
+    monkeypatch.setattr(abhinaya.runs, "load_run", real)
+    full, some = tmp_path / "full.csv", tmp_path / "some.csv"
+    assert main(["predict", str(run_dir), str(manifest), "--split", "test", "-o", str(full), "--no-progress"]) == 0
+    assert main(["predict", str(run_dir), str(manifest), "--split", "test", "-o", str(some), "--no-progress",
+                 "--classes", "happy,sad"]) == 0
+    a, b = read_predictions(full), read_predictions(some)
+    assert list(b.label_set) == ["happy", "sad"] and b.ids == a.ids
+    kept = a.probs[:, a.label_set.encode_many(["happy", "sad"])]
+    np.testing.assert_allclose(b.probs, kept / kept.sum(axis=1, keepdims=True), atol=2e-6)
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_whisper_dir, corpus, monkeypatch):
     recipe = write_system(tmp_path, tiny_whisper_dir, corpus)
     run_dir = tmp_path / "run"
