@@ -48,6 +48,10 @@ VARIANTS = {
     "emodb_top2": ["model.freeze_layers=4"],
     "union_frozen": ["model.freeze=encoder"],
     "union_top2": ["model.freeze_layers=4"],
+    # the weights averaged over the last three epochs instead of the last epoch's, with three seeds
+    "union_avg": ["train.keep=average", "train.average_epochs=3"],
+    "union_avg_seed1": ["train.keep=average", "train.average_epochs=3", "train.seed=1"],
+    "union_avg_seed2": ["train.keep=average", "train.average_epochs=3", "train.seed=2"],
 }
 CONDITIONS = ["noise:snr=20", "noise:snr=10", "noise:snr=5", "noise:snr=0", "reverb:rt60=0.3", "reverb:rt60=0.6",
               "reverb:rt60=1.0", "telephone", "telephone+noise:snr=10"]
