@@ -360,6 +360,8 @@ class CorpusSource:
         label_map: its labels renamed into the model's label set (``{calm: neutral}``); a label mapped to null is
             left out, as are those in ``drop_labels``.
         weight: its share of each training epoch relative to the others, with ``data.balance: corpus``.
+        prepare: options of its preparer, as ``data.prepare`` for one corpus (``{custom_labels: true}`` for a CSV
+            whose labels are the user's own, then renamed by ``label_map``).
     """
 
     name: str = ""
@@ -371,6 +373,7 @@ class CorpusSource:
     label_map: dict[str, str | None] = field(default_factory=dict)
     drop_labels: list[str] = field(default_factory=list)
     weight: float = 1.0
+    prepare: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).replace("-", "").replace("_", "").isalnum():

@@ -197,3 +197,24 @@ def test_class_weights_follow_the_counts_an_epoch_draws():
     counts = sampled_counts(groups, [1.0, 1.0], labels, 3)
     assert counts.tolist() == [2.5, 2.5, 5.0]  # half the epoch is the small corpus, all of it class 2
     assert counts.sum() == len(labels)
+
+
+def test_each_corpus_takes_its_own_preparer_options(tmp_path, two_corpora):
+    ravdess, _ = two_corpora
+    rows = ["path,label,speaker"]
+    for k, wav in enumerate(sorted(ravdess.glob("Actor_0[12]/*.wav"))[:8]):
+        rows.append(f"{wav},{'frustrated' if k % 2 else 'happy'},s{k % 2}")
+    listing = tmp_path / "mine.csv"
+    listing.write_text("\n".join(rows) + "\n")
+
+    def config(**prepare):
+        return from_dict(DataConfig, {
+            "corpora": [{"name": "mine", "corpus": "csv", "label_map": {"frustrated": "angry"}, "prepare": prepare}],
+            "roots": {"mine": str(listing)},
+        })
+
+    # the user's own label is kept by the CSV preparer's custom_labels, then renamed by the corpus's label_map
+    utterances = load_corpora(config(custom_labels=True), tmp_path / "a", log=lambda _: None)
+    assert sorted({u.label for u in utterances}) == ["angry", "happy"] and len(utterances) == 8
+    with pytest.raises(ValueError, match="prepare csv: unknown option.*custom_label\\b"):
+        load_corpora(config(custom_label=True), tmp_path / "b", log=lambda _: None)

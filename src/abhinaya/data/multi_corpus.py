@@ -49,7 +49,7 @@ def _source_utterances(source: CorpusSource, root: str | None, workdir: Path, lo
     if not manifest.is_file():
         layout = source.corpus or source.name
         log(f"preparing {layout} from {root} -> {manifest}")
-        result = prepare_corpus(layout, root, manifest)
+        result = prepare_corpus(layout, root, manifest, **source.prepare)
         for problem in result.problems:
             log(f"problem: {problem}")
         log(summarize(result))
