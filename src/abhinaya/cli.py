@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrupt", metavar="SPEC",
                    help="corrupt every input before the model, to measure robustness: noise:snr=10 (white; "
                    "colour=-3 pink), reverb:rt60=0.6, telephone (300-3400 Hz and a codec: codec=gsm|mulaw|mp3), "
-                   "gain:gain=-6, joined with + (telephone+noise:snr=10); seeded by each input's id")
+                   "gain:gain=-6, pitch:semitones=2, joined with + (telephone+noise:snr=10); seeded by each input's id")
     p.add_argument("--classes", metavar="LIST",
                    help="decide among these classes only, comma-separated (neutral,happy,sad,angry): for a corpus "
                    "with fewer classes than the model; their probabilities are renormalised and the others left out "

@@ -70,6 +70,16 @@ def test_the_telephone_band_removes_what_is_above_4_khz(codec):
     assert after[low].sum() > 0.1 * before[low].sum()  # speech band kept
 
 
+@pytest.mark.parametrize("semitones", [2.0, -3.0])
+def test_pitch_moves_a_tone_by_its_semitones_and_keeps_the_length(semitones):
+    tone = (0.1 * np.sin(2 * np.pi * 200.0 * np.arange(3 * RATE) / RATE)).astype(np.float32)
+    shifted = apply_steps(tone, RATE, parse_corruption(f"pitch:semitones={semitones:g}"), np.random.default_rng(0))
+    assert shifted.shape == tone.shape
+    middle = shifted[RATE // 2: RATE // 2 + 2 * RATE]  # 2 s: bins of 0.5 Hz
+    peak = np.argmax(np.abs(np.fft.rfft(middle))) * RATE / len(middle)
+    assert abs(peak - 200.0 * 2 ** (semitones / 12)) < 1.5  # 224.5 Hz up 2, 168.2 Hz down 3
+
+
 def test_steps_are_seeded_and_happen_with_their_probability():
     clean = speechlike(0.5)
     steps = [AugmentStep(kind="noise", p=0.5, snr_db=[0, 20]), AugmentStep(kind="reverb", p=0.5)]

@@ -13,7 +13,10 @@ Steps (``AugmentStep.kind``):
 - ``telephone``: 8 kHz sampling, the 300-3400 Hz band (pedalboard's high- and low-pass filters) and a narrow-band
   codec, ``codec``: ``gsm`` (pedalboard's GSM full-rate), ``mulaw`` (8-bit mu-law, G.711), ``mp3`` (pedalboard's
   MP3 encoder at its lowest quality) or ``any`` (one of the three, drawn), then back at the model's rate;
-- ``gain``: a gain drawn from ``gain_db`` (audiomentations' ``Gain``).
+- ``gain``: a gain drawn from ``gain_db`` (audiomentations' ``Gain``);
+- ``pitch``: the pitch shifted by ``semitones`` drawn from their range, duration kept (audiomentations'
+  ``PitchShift``, Signalsmith Stretch). A speaker's pitch is not their emotion; speed changes live in
+  ``audio.speed_perturb``.
 
 Each step happens with probability ``p``, its settings drawn uniformly from their ranges, all from the generator the
 caller gives (training: seeded by (seed, epoch, utterance); test corruption: by the utterance id), so a run is
@@ -21,7 +24,7 @@ reproducible. audiomentations draws from Python's and NumPy's global generators;
 generator for the call and restored afterwards.
 
 At test time a corruption is written as a spec: ``noise:snr=10``, ``noise:snr=0,colour=-3``, ``reverb:rt60=0.6``,
-``telephone``, ``telephone:codec=gsm``, joined with ``+`` (``telephone+noise:snr=10``); ``parse_corruption``.
+``telephone``, ``telephone:codec=gsm``, ``pitch:semitones=2``, joined with ``+`` (``telephone+noise:snr=10``); ``parse_corruption``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-AUGMENT_KINDS: tuple[str, ...] = ("noise", "reverb", "telephone", "gain")
+AUGMENT_KINDS: tuple[str, ...] = ("noise", "reverb", "telephone", "gain", "pitch")
 CODECS: tuple[str, ...] = ("gsm", "mulaw", "mp3", "any")
 TELEPHONE_RATE = 8000
 
@@ -52,13 +55,14 @@ class AugmentStep:
     drr_db: list[float] = field(default_factory=lambda: [0.0, 0.0])
     codec: str = "any"
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    semitones: list[float] = field(default_factory=lambda: [-2.0, 2.0])
 
     def __post_init__(self) -> None:
         if self.kind not in AUGMENT_KINDS:
             raise ValueError(f"augmentation kind must be one of {', '.join(AUGMENT_KINDS)}, got {self.kind!r}")
         if not 0.0 <= self.p <= 1.0:
             raise ValueError(f"{self.kind}: p must be in [0, 1], got {self.p}")
-        for name in ("snr_db", "colour", "rt60", "drr_db", "gain_db"):
+        for name in ("snr_db", "colour", "rt60", "drr_db", "gain_db", "semitones"):
             value = [float(v) for v in getattr(self, name)]
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"{self.kind}: {name} must be [low, high], got {getattr(self, name)}")
@@ -78,6 +82,7 @@ class AugmentStep:
             "reverb": f"reverberation RT60 {self._range(self.rt60)} s, DRR {self._range(self.drr_db)} dB",
             "telephone": f"telephone band, codec {self.codec}",
             "gain": f"gain {self._range(self.gain_db)} dB",
+            "pitch": f"pitch {self._range(self.semitones)} semitones",
         }[self.kind]
         return detail + (f" (p={self.p:g})" if self.p < 1 else "")
 
@@ -87,7 +92,7 @@ class AugmentStep:
 
 
 _SPEC_KEYS = {"snr": "snr_db", "colour": "colour", "color": "colour", "rt60": "rt60", "drr": "drr_db",
-              "gain": "gain_db", "codec": "codec", "folder": "folder", "p": "p"}
+              "gain": "gain_db", "codec": "codec", "folder": "folder", "p": "p", "semitones": "semitones"}
 
 
 def parse_corruption(spec: str) -> list[AugmentStep]:
@@ -216,6 +221,16 @@ def _gain(wave: np.ndarray, rate: int, step: AugmentStep, rng: np.random.Generat
         return np.asarray(transform(samples=wave.astype(np.float32), sample_rate=rate), dtype=np.float32)
 
 
+def _pitch(wave: np.ndarray, rate: int, step: AugmentStep, rng: np.random.Generator) -> np.ndarray:
+    audiomentations = _require("audiomentations")
+
+    semitones = _uniform(rng, step.semitones)
+    transform = audiomentations.PitchShift(min_semitones=semitones, max_semitones=semitones, p=1.0)
+    with _global_generators(rng):
+        out = np.asarray(transform(samples=wave.astype(np.float32), sample_rate=rate), dtype=np.float32)
+    return out[: wave.shape[0]] if out.shape[0] >= wave.shape[0] else np.pad(out, (0, wave.shape[0] - out.shape[0]))
+
+
 def _require(module: str):
     """``module``, or an error saying which extra installs it."""
     import importlib
@@ -226,7 +241,7 @@ def _require(module: str):
         raise ImportError(f"the corruptions need {module}: pip install 'abhinaya[augment]'") from None
 
 
-_APPLY = {"noise": _noise, "reverb": _reverb, "telephone": _telephone, "gain": _gain}
+_APPLY = {"noise": _noise, "reverb": _reverb, "telephone": _telephone, "gain": _gain, "pitch": _pitch}
 
 
 def apply_steps(wave: np.ndarray, sample_rate: int, steps: Sequence[AugmentStep],
