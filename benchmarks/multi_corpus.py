@@ -48,7 +48,9 @@ VARIANTS = {
     "emodb_top2": ["model.freeze_layers=4"],
     "union_frozen": ["model.freeze=encoder"],
     "union_top2": ["model.freeze_layers=4"],
-    # the weights averaged over the last three epochs instead of the last epoch's, with three seeds
+    # the weights averaged over the last three epochs instead of the last epoch's, with three seeds (compared with
+    # union, union_seed1, union_seed2 when the recipe kept the last epoch; it keeps the average since, so at HEAD
+    # these equal those)
     "union_avg": ["train.keep=average", "train.average_epochs=3"],
     "union_avg_seed1": ["train.keep=average", "train.average_epochs=3", "train.seed=1"],
     "union_avg_seed2": ["train.keep=average", "train.average_epochs=3", "train.seed=2"],
