@@ -203,23 +203,18 @@ def _predict_classes(args) -> list[str]:
 def _check_classes(names: list[str], label_files: list[Path], where: str) -> None:
     """``--classes`` against the classes of the run's model(s) (``labels.json`` of a member's run, of each member of a
     system), before any model is loaded."""
-    import numpy as np
-
     from abhinaya.labels import LabelSet
-    from abhinaya.predictions import PredictionError, PredictionTable, restrict_classes
+    from abhinaya.predictions import PredictionError, chosen_classes
 
     known: list[str] = []
     for path in label_files:
         if path.is_file():
             known += [label for label in LabelSet.load(path).labels if label not in known]
-    if not names or not known:
-        return
-    probe = PredictionTable(["x"], [known[0]], np.full((1, len(known)), 1.0 / len(known)), LabelSet(known),
-                            source=where)
-    try:
-        restrict_classes(probe, names)
-    except PredictionError as err:
-        raise CLIError(f"--classes: {err}") from None
+    if names and known:
+        try:
+            chosen_classes(LabelSet(known), names, where)
+        except PredictionError as err:
+            raise CLIError(f"--classes: {err}") from None
 
 
 # ----------------------------------------------------------------------------- run

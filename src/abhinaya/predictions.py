@@ -93,32 +93,37 @@ def table_from_probs(ids: Sequence[str], probs: np.ndarray, label_set: LabelSet,
     return PredictionTable(list(ids), labels, probs, label_set, source)
 
 
-def restrict_classes(table: PredictionTable, classes: Sequence[str]) -> PredictionTable:
-    """The same predictions decided among ``classes`` only: their probabilities renormalised to sum to one, the
-    label their argmax. For a corpus with fewer classes than the model (four classes scored by a nine-class model),
-    where a class the corpus does not use would otherwise count as an error. ``classes`` may use the common synonyms
-    (``anger``, ``joy``); a class the model lacks, or a table without probabilities, is a ``PredictionError``."""
+def chosen_classes(label_set: LabelSet, classes: Sequence[str], where: str) -> list[str]:
+    """``classes`` as the model's class names, in the model's order: common synonyms (``anger``, ``joy``) mapped, a
+    class ``label_set`` lacks, an unknown name or fewer than two classes a ``PredictionError`` naming ``where``."""
     from abhinaya.labels import canonical_label
 
-    where = table.source or "prediction table"
-    if table.probs is None or table.label_set is None:
-        raise PredictionError(f"{where}: choosing among some classes needs probabilities; this table has labels only")
     wanted: list[str] = []
     for name in classes:
         try:
-            label = name if name in table.label_set.labels else canonical_label(name)
+            label = name if name in label_set.labels else canonical_label(name)
         except ValueError as err:
             raise PredictionError(f"{where}: {err}") from None
-        if label not in table.label_set.labels:
+        if label not in label_set.labels:
             raise PredictionError(f"{where}: the model has no class {name!r}; its classes: "
-                                  f"{', '.join(table.label_set.labels)}")
+                                  f"{', '.join(label_set.labels)}")
         if label not in wanted:
             wanted.append(label)
     if len(wanted) < 2:
         raise PredictionError(f"{where}: choose among at least two classes, got {', '.join(wanted) or 'none'}")
-    order = [label for label in table.label_set.labels if label in wanted]  # the model's order
-    columns = table.label_set.encode_many(order)
-    probs = table.probs[:, columns]
+    return [label for label in label_set.labels if label in wanted]
+
+
+def restrict_classes(table: PredictionTable, classes: Sequence[str]) -> PredictionTable:
+    """The same predictions decided among ``classes`` only (``chosen_classes``): their probabilities renormalised to
+    sum to one, the label their argmax. For a corpus with fewer classes than the model (four classes scored by a
+    nine-class model), where a class the corpus does not use would otherwise count as an error. A table without
+    probabilities is a ``PredictionError``."""
+    where = table.source or "prediction table"
+    if table.probs is None or table.label_set is None:
+        raise PredictionError(f"{where}: choosing among some classes needs probabilities; this table has labels only")
+    order = chosen_classes(table.label_set, classes, where)
+    probs = table.probs[:, table.label_set.encode_many(order)]
     totals = probs.sum(axis=1, keepdims=True)
     # a row whose probability mass lies wholly outside the chosen classes (rounded to 0) gets them uniformly
     probs = np.where(totals > 0, probs / np.where(totals > 0, totals, 1.0), 1.0 / len(order))

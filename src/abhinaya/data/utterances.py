@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from abhinaya.corpora.splits import apply_speaker_split
 from abhinaya.labels import CORPUS_LABEL_SETS, LabelSet
 from abhinaya.manifest import Utterance, read_manifest
@@ -89,3 +91,14 @@ def experiment_label_set(config: DataConfig, utterances: list[Utterance]) -> Lab
         return LabelSet([c for c in CORPUS_LABEL_SETS[config.corpus] if c not in set(config.drop_labels)])
     train = [u.label for u in utterances if u.split == config.train_split]
     return LabelSet.from_labels(train)
+
+
+def dimension_ratings(utterances, names) -> np.ndarray:
+    """``(N, K)``: each utterance's ``attributes[name]`` for the K ``names`` (NaN where it has none)."""
+    out = np.full((len(utterances), len(names)), np.nan)
+    for i, utt in enumerate(utterances):
+        for k, name in enumerate(names):
+            value = (utt.attributes or {}).get(name)
+            if value is not None:
+                out[i, k] = float(value)
+    return out

@@ -23,31 +23,11 @@ from abhinaya.predict.speaker_norm import speaker_shift
 from abhinaya.recipes import PredictConfig
 
 
-def predict_probabilities(
-    member: Member,
-    model: torch.nn.Module,
-    dataset,
-    batch_size: int,
-    *,
-    accelerator=None,
-    progress: bool = True,
-    desc: str = "predict",
-    predict: PredictConfig | None = None,
-    reference: torch.Tensor | None = None,
-) -> tuple[list[str], np.ndarray]:
-    """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in
-    dataset order. Batches are formed by length (little padding). With several
-    processes each takes every n-th batch and the results are gathered, so the
-    output holds exactly one row per utterance on every process.
-
-    With ``predict.speaker_norm`` the pooled vectors are gathered first, each
-    speaker's are moved to ``reference`` (``(D,)``, required then; see
-    ``classify_pooled``), and the head classifies them."""
-    if predict is not None and predict.speaker_norm:
-        ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
-        return ids, classify_pooled(member, model, pooled, speakers_of(dataset, predict), predict, reference)
-    ids, logits = gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
-    return ids, softmax(logits)
+def predict_probabilities(member: Member, model: torch.nn.Module, dataset, batch_size: int,
+                          **options) -> tuple[list[str], np.ndarray]:
+    """``(ids, probabilities)`` of ``predict_with_dimensions`` (same options)."""
+    predicted = predict_with_dimensions(member, model, dataset, batch_size, **options)
+    return predicted.ids, predicted.probs
 
 
 @dataclass
@@ -72,18 +52,22 @@ def predict_with_dimensions(
     predict: PredictConfig | None = None,
     reference: torch.Tensor | None = None,
 ) -> Predicted:
-    """As ``predict_probabilities``, and for a member with a dimension head its dimensions too, from the same pass
-    over the audio: the pooled vectors are gathered once, the class head takes them (each speaker's moved toward
-    ``reference`` where ``predict.speaker_norm`` says) and the dimension head takes them as they are, as in
-    training. A member without a dimension head is predicted exactly as ``predict_probabilities`` does."""
-    if not member.dimension_names():
-        ids, probs = predict_probabilities(member, model, dataset, batch_size, accelerator=accelerator,
-                                           progress=progress, desc=desc, predict=predict, reference=reference)
-        return Predicted(ids, probs)
-    ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
+    """Softmax probabilities ``(N, C)`` for every utterance of ``dataset``, in dataset order, and for a member with
+    a dimension head its dimensions, from the same pass over the audio. Batches are formed by length (little
+    padding). With several processes each takes every n-th batch and the results are gathered, so the output holds
+    exactly one row per utterance on every process.
+
+    With ``predict.speaker_norm`` or a dimension head the pooled vectors are gathered first: the class head takes
+    them, each speaker's moved to ``reference`` (``(D,)``, required then; see ``classify_pooled``) where
+    ``predict.speaker_norm`` says, and the dimension head takes them as they are, as in training."""
     config = predict if predict is not None else PredictConfig()
+    with_dimensions = bool(member.dimension_names())
+    if not (config.speaker_norm or with_dimensions):
+        ids, logits = gather_rows(member, "logits", model, dataset, batch_size, accelerator, progress, desc)
+        return Predicted(ids, softmax(logits))
+    ids, pooled = gather_rows(member, "embed", model, dataset, batch_size, accelerator, progress, desc)
     probs = classify_pooled(member, model, pooled, speakers_of(dataset, config), config, reference)
-    return Predicted(ids, probs, dimensions_of_pooled(member, model, pooled))
+    return Predicted(ids, probs, dimensions_of_pooled(member, model, pooled) if with_dimensions else None)
 
 
 def dimensions_of_pooled(member: Member, model: torch.nn.Module, pooled: np.ndarray) -> np.ndarray:

@@ -28,7 +28,11 @@ import torch
 from tqdm.auto import tqdm
 
 from abhinaya import runs
-from abhinaya.data.utterances import experiment_label_set, load_experiment_utterances
+from abhinaya.data.utterances import (
+    dimension_ratings,
+    experiment_label_set,
+    load_experiment_utterances,
+)
 from abhinaya.labels import LabelSet
 from abhinaya.manifest import Utterance
 from abhinaya.members import Member, Recipe, get_member
@@ -519,17 +523,6 @@ def sampled_counts(groups: np.ndarray, weights, labels, num_classes: int) -> np.
         if mine.sum() > 0:
             counts += share * len(labels) * mine.sum(axis=0) / mine.sum()
     return counts
-
-
-def dimension_ratings(utterances, names) -> np.ndarray:
-    """``(N, K)``: each utterance's ``attributes[name]`` for the K ``names`` (NaN where it has none)."""
-    out = np.full((len(utterances), len(names)), np.nan)
-    for i, utt in enumerate(utterances):
-        for k, name in enumerate(names):
-            value = (utt.attributes or {}).get(name)
-            if value is not None:
-                out[i, k] = float(value)
-    return out
 
 
 def soft_targets(utterances, label_set: LabelSet) -> np.ndarray:

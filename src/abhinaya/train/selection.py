@@ -136,8 +136,8 @@ class DevSelection:
         record["per_class_f1"] = {k: v["f1"] for k, v in report["per_class"].items()}
         names = self.member.dimension_names()
         if names:  # the dimension head on dev: ccc_<name> for each dimension the dev utterances are rated on
+            from abhinaya.data.utterances import dimension_ratings
             from abhinaya.evaluation.metrics import concordance_correlation
-            from abhinaya.train.loop import dimension_ratings
 
             ratings = dimension_ratings(utterances, names)
             for k, name in enumerate(names):
